@@ -1,0 +1,1 @@
+"""Radar features: reading, validation, identity unification and point-in-time features."""

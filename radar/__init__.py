@@ -1,0 +1,1 @@
+"""Radar: the application shell (configuration, command line, demo world)."""

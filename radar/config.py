@@ -1,0 +1,110 @@
+"""Radar's configuration: one typed object with defaults.
+
+Values come, in rising priority, from the defaults below, a YAML file (``radar.yaml`` in the
+working directory, or the path in ``RADAR_CONFIG``) and environment variables prefixed
+``RADAR_`` with ``__`` between levels, e.g. ``RADAR_TRAINING__HORIZON_DAYS=60``.
+Nothing is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_ENV_VAR = "RADAR_CONFIG"
+DEFAULT_CONFIG_FILE = Path("radar.yaml")
+
+
+class IdentityConfig(BaseModel):
+    """How records from disconnected sources are linked into one person."""
+
+    # An e-mail or phone seen with more distinct lead/customer ids than this is a shared
+    # key (a switchboard, info@...): linking through it would merge strangers.
+    max_ids_per_key: int = Field(5, ge=1)
+    default_phone_region: str = "GB"
+
+
+class FeatureConfig(BaseModel):
+    """Point-in-time feature windows."""
+
+    windows_days: tuple[int, ...] = (7, 30, 90, 365)
+    # Trend compares the last `trend_recent_days` with the `trend_base_days` before them.
+    trend_recent_days: int = 30
+    trend_base_days: int = 60
+    # NPS at or below this is a detractor answer (and a service trigger for churn).
+    nps_detractor_max: float = 6.0
+
+
+class TrainingConfig(BaseModel):
+    """Labels, snapshots and the promotion gate."""
+
+    horizon_days: int = Field(90, ge=1)
+    snapshot_frequency: str = "MS"
+    n_snapshots: int = Field(12, ge=3)
+    min_positives: int = Field(100, ge=1)
+    random_seed: int = 42
+    # Promotion gate: a challenger must beat baselines and champion by this much AUC.
+    promotion_margin_auc: float = 0.002
+    max_calibration_error: float = 0.02
+
+
+class ServingConfig(BaseModel):
+    """The scoring HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    max_batch_size: int = 1000
+    api_keys_file: Path = Path(".radar/api_keys.txt")
+    default_top_k: int = 5
+
+
+class Settings(BaseSettings):
+    """Everything configurable in Radar."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RADAR_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    work_dir: Path = Path(".radar")
+    mlflow_tracking_uri: str | None = None
+    identity: IdentityConfig = IdentityConfig()
+    features: FeatureConfig = FeatureConfig()
+    training: TrainingConfig = TrainingConfig()
+    serving: ServingConfig = ServingConfig()
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow store: ``MLFLOW_TRACKING_URI`` wins, else SQLite under the work dir."""
+        explicit = os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow_tracking_uri
+        if explicit:
+            return explicit
+        return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = Path(os.environ.get(CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from defaults, the YAML file and the environment."""
+    return Settings(**overrides)

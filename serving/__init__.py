@@ -1,0 +1,1 @@
+"""Radar serving: scoring library, reasons, BentoML service and web page."""

@@ -1,0 +1,1 @@
+"""Radar training: labels, models, baselines, evaluation, MLflow registry."""
