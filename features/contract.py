@@ -43,6 +43,22 @@ INTERACTION_TYPES: tuple[str, ...] = (
 #: Interaction types that are a service problem (a trigger for service-driven churn).
 SERVICE_TRIGGER_TYPES: tuple[str, ...] = ("support_ticket", "complaint")
 
+#: Interaction types that are the person's own engagement. Campaign touches are things we
+#: sent, service events are problems and deal stages are the salesperson's doing, so none
+#: of those shows that a customer is still interested.
+ENGAGEMENT_TYPES: tuple[str, ...] = (
+    "web_visit",
+    "form_submit",
+    "email_open",
+    "email_click",
+    "call",
+    "meeting",
+    "whatsapp_message",
+    "chat_message",
+    "cart_add",
+    "cart_abandon",
+)
+
 ORDER_STATUSES: tuple[str, ...] = ("paid", "failed", "refunded")
 DEAL_OUTCOMES: tuple[str, ...] = ("open", "won", "lost")
 #: Open deal stages in the order a deal moves through them.

@@ -47,6 +47,8 @@ class TrainingConfig(BaseModel):
     """Labels, snapshots and the promotion gate."""
 
     horizon_days: int = Field(90, ge=1)
+    # A customer is "active" (eligible for churn) with a paid order within this many days.
+    active_customer_days: int = Field(365, ge=1)
     snapshot_frequency: str = "MS"
     n_snapshots: int = Field(12, ge=3)
     min_positives: int = Field(100, ge=1)
