@@ -43,6 +43,25 @@ class FeatureConfig(BaseModel):
     nps_detractor_max: float = 6.0
 
 
+class ModelConfig(BaseModel):
+    """LightGBM settings. Explanation cost grows with trees x leaves x depth^2, so size is
+    capped on purpose: shallow trees keep pred_contrib under a millisecond per row."""
+
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = Field(5, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    max_trees: int = Field(400, ge=1)
+    early_stopping_rounds: int = Field(40, ge=1)
+    min_child_samples: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    # Threads for training (0 = LightGBM's default, all cores). Serving predicts with one
+    # thread per worker: on single rows, LightGBM's threading costs more than it gains.
+    num_threads: int = 0
+    # Discrete-time hazard for time_to_close: width of one period in days.
+    hazard_period_days: int = Field(10, ge=1)
+
+
 class TrainingConfig(BaseModel):
     """Labels, snapshots and the promotion gate."""
 
@@ -56,6 +75,7 @@ class TrainingConfig(BaseModel):
     # Promotion gate: a challenger must beat baselines and champion by this much AUC.
     promotion_margin_auc: float = 0.002
     max_calibration_error: float = 0.02
+    model: ModelConfig = ModelConfig()
 
 
 class ServingConfig(BaseModel):
