@@ -1,0 +1,645 @@
+"""Turning read files into contract tables: rename, coerce, validate, and reject with reasons.
+
+Every check is built from :mod:`features.contract`. Parsing (dates, numbers) is checked
+here cell by cell (vectorised, over distinct values); the contract rules (required,
+allowed values, minimums, finiteness, a person key, unique keys) are checked with pandera's
+lazy validation, whose failure cases are mapped back to rows. Every row that breaks the
+contract becomes exactly one line of rejects with its reasons and its raw values, so for
+every table ``accepted + rejected == read``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from features.contract import PERSON_KEYS, TABLES, Column, TableSpec
+from features.errors import RadarInputError
+from features.io import RawTable
+from features.mapping import Mapping, TableMapping, normalise_label
+from features.privacy import PERSONAL_COLUMNS, mask
+
+REJECT_COLUMNS: tuple[str, ...] = (
+    "table", "source_file", "row_number", "field", "value", "reason", "kind", "raw",
+)
+# Numbers beyond this are typos or sentinel values (9.99e99), not amounts or scores.
+ABSURD_NUMBER = 1e12
+# Dates outside these years are sentinels (1900-01-01, 9999-12-31) or typos, not CRM events.
+PLAUSIBLE_YEARS = (1950, 2100)
+# Names Radar adds itself; an input column with such a name would be overwritten.
+RESERVED_COLUMNS: frozenset[str] = frozenset({"person_id"})
+_PANDAS3 = int(pd.__version__.split(".")[0]) >= 3
+_SINGULAR = {"leads": "lead", "interactions": "interaction", "orders": "order", "deals": "deal", "spend": "spend"}
+
+
+# --- Problems: one row per (row, field) that breaks the contract ---------------------------
+
+
+@dataclass
+class Problems:
+    """Collects problems as frames of (pos, field, value, reason, kind)."""
+
+    parts: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, pos: np.ndarray, field_name: str, values: pd.Series, reason: pd.Series | str, kind: str) -> None:
+        if len(pos) == 0:
+            return
+        frame = pd.DataFrame(
+            {
+                "pos": np.asarray(pos, dtype=np.int64),
+                "field": field_name,
+                "value": np.asarray(values, dtype=object),
+                "reason": np.asarray(reason, dtype=object) if not isinstance(reason, str) else reason,
+                "kind": kind,
+            }
+        )
+        self.parts.append(frame)
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame({"pos": pd.Series(dtype=np.int64), "field": [], "value": [], "reason": [], "kind": []})
+        out = pd.concat(self.parts, ignore_index=True)
+        # One reason per (row, field): the earliest check (parsing) explains the later ones.
+        return out.drop_duplicates(["pos", "field"], keep="first")
+
+    def rows(self) -> np.ndarray:
+        if not self.parts:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate([p["pos"].to_numpy() for p in self.parts]))
+
+
+# --- Text helpers ---------------------------------------------------------------------------
+
+
+def text_output(values: pd.Series) -> pd.Series:
+    """Text in the running pandas' default string form: object on pandas 2, str on 3."""
+    out = values.astype(object).where(values.notna(), np.nan)
+    return out.astype("str") if _PANDAS3 else out
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Trimmed text with NaN for missing, whatever the source dtype."""
+    if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values.str.strip()
+    present = values.notna()
+    out = pd.Series(np.nan, index=values.index, dtype=object)
+    out[present] = values[present].astype(str).str.strip()
+    return out
+
+
+def _blank_missing(values: pd.Series, missing: frozenset[str]) -> pd.Series:
+    """Missing markers ("", "N/A", "Select"...) become NaN."""
+    longest = max((len(m) for m in missing), default=0)
+    short = values.str.len() <= longest
+    marker = np.zeros(len(values), dtype=bool)
+    short_mask = short.fillna(False).to_numpy(dtype=bool)
+    if short_mask.any():
+        marker[short_mask] = values[short_mask].str.casefold().isin(missing).to_numpy(dtype=bool)
+    empty = (values.str.len() == 0).fillna(False).to_numpy(dtype=bool)
+    return values.where(~(marker | empty), np.nan)
+
+
+def _quote(values: pd.Series, personal: bool) -> pd.Series:
+    shown = values.map(mask) if personal else values.astype(str)
+    return "'" + shown.str.slice(0, 80) + "'"
+
+
+def _is_personal(name: str, mapping: Mapping) -> bool:
+    return name in ("email", "phone") or normalise_label(name) in PERSONAL_COLUMNS or name in mapping.hash_columns
+
+
+# --- Renaming -------------------------------------------------------------------------------
+
+
+def rename_map(columns: list[str], spec: TableSpec, table_mapping: TableMapping, path: Path) -> dict[str, str]:
+    """Their column name → contract (or attribute) name, for one file."""
+    explicit = {normalise_label(k): v for k, v in table_mapping.columns.items()}
+    contract = {normalise_label(n): n for n in spec.names}
+    claimed = set(table_mapping.columns.values())
+    result: dict[str, str] = {}
+    for column in columns:
+        if column in table_mapping.columns:
+            result[column] = table_mapping.columns[column]
+        elif normalise_label(column) in explicit:
+            result[column] = explicit[normalise_label(column)]
+        elif column in spec.names and column not in claimed:
+            result[column] = column
+        elif normalise_label(column) in contract and contract[normalise_label(column)] not in claimed:
+            result[column] = contract[normalise_label(column)]
+        else:
+            result[column] = column
+    targets: dict[str, str] = {}
+    for source, target in result.items():
+        if target in targets:
+            raise RadarInputError(
+                f"columns {targets[target]!r} and {source!r} both map to {spec.name}.{target}", path
+            )
+        targets[target] = source
+    return result
+
+
+# --- Coercion -------------------------------------------------------------------------------
+
+
+def _factorized(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, pd.Index(uniques, dtype=object)
+
+
+def _take(parsed: np.ndarray, codes: np.ndarray, fill: object) -> np.ndarray:
+    out = parsed[np.where(codes >= 0, codes, 0)] if len(parsed) else np.full(len(codes), fill)
+    return np.where(codes >= 0, out, fill)
+
+
+def parse_datetimes(values: pd.Series, formats: list[str], dayfirst: bool) -> tuple[pd.Series, pd.Series]:
+    """Parse text dates: given formats, then ISO 8601, epoch seconds, free-form.
+
+    Returns tz-naive UTC datetime64[ns] and a mask of present values that did not parse.
+    Each distinct string is parsed once.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = values if values.dt.tz is None else values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return parsed.astype("datetime64[ns]"), pd.Series(False, index=values.index)
+    codes, uniques = _factorized(values)
+    texts = pd.Series(uniques.astype(str), dtype=object)
+    result = pd.Series(pd.NaT, index=texts.index, dtype="datetime64[ns, UTC]")
+    for fmt in [*formats, "ISO8601"]:
+        todo = result.isna()
+        if not todo.any():
+            break
+        result[todo] = pd.to_datetime(texts[todo], format=fmt, errors="coerce", utc=True)
+    todo = result.isna() & texts.str.fullmatch(r"\d{10}(\.\d+)?")
+    if todo.any():
+        result[todo] = pd.to_datetime(texts[todo].astype(float), unit="s", errors="coerce", utc=True)
+    # Free-form inference (dateutil) only for strings that look like a date at all: it
+    # would otherwise read "today", "3" or "12.5" as some date.
+    todo = result.isna() & texts.str.contains(r"\d", regex=True) & (texts.str.len() >= 6)
+    if todo.any():
+        result[todo] = pd.to_datetime(texts[todo], format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
+    naive = result.dt.tz_convert("UTC").dt.tz_localize(None)
+    years = naive.dt.year
+    implausible = (years < PLAUSIBLE_YEARS[0]) | (years > PLAUSIBLE_YEARS[1])
+    naive = naive.where(~implausible, pd.NaT).astype("datetime64[ns]")
+    out = pd.Series(_take(naive.to_numpy(), codes, np.datetime64("NaT", "ns")), index=values.index).astype("datetime64[ns]")
+    failed = pd.Series((codes >= 0) & ~_take(naive.notna().to_numpy(), codes, True), index=values.index)
+    return out, failed
+
+
+_CURRENCY = re.compile(r"^(?:[€$£¥]|EUR|USD|GBP)\s*|\s*(?:[€$£¥]|EUR|USD|GBP)$", re.IGNORECASE)
+
+
+def parse_numbers(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Parse text numbers. Returns float64, a mask of unparseable and a mask of non-finite.
+
+    Currency symbols, thousands separators and accounting negatives "(12.50)" are accepted;
+    "NaN"/"inf" in a file are not numbers but mistakes, so they are reported, not missing.
+    """
+    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        numbers = values.astype("float64")
+        infinite = pd.Series(np.isinf(numbers.to_numpy()), index=values.index)
+        return numbers, pd.Series(False, index=values.index), infinite
+    codes, uniques = _factorized(values)
+    texts = pd.Series(uniques.astype(str), dtype=object)
+    cleaned = texts.str.replace(_CURRENCY, "", regex=True).str.replace(r"[\s'’]", "", regex=True)
+    cleaned = cleaned.str.replace(r"^\((.*)\)$", r"-\1", regex=True)
+    if decimal == ".":
+        thousands = cleaned.str.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+        cleaned = cleaned.where(~thousands, cleaned.str.replace(",", "", regex=False))
+    else:
+        thousands = cleaned.str.fullmatch(r"[+-]?\d{1,3}(\.\d{3})+(,\d*)?")
+        cleaned = cleaned.where(~thousands, cleaned.str.replace(".", "", regex=False))
+        cleaned = cleaned.str.replace(",", ".", regex=False)
+    numbers = pd.to_numeric(cleaned, errors="coerce").astype("float64")
+    nan_word = cleaned.str.fullmatch(r"[+-]?nan", case=False)
+    unparseable = numbers.isna() & ~nan_word
+    non_finite = nan_word | np.isinf(numbers)
+    out = pd.Series(_take(numbers.to_numpy(), codes, np.nan), index=values.index, dtype="float64")
+    bad = pd.Series(_take(unparseable.to_numpy(), codes, False), index=values.index).astype(bool)
+    nonfin = pd.Series(_take(non_finite.to_numpy(), codes, False), index=values.index).astype(bool)
+    return out, bad, nonfin
+
+
+def _map_values(values: pd.Series, value_map: dict[str, str] | None) -> pd.Series:
+    if not value_map:
+        return values
+    mapped = values.str.casefold().map(value_map)
+    return mapped.where(mapped.notna(), values)
+
+
+def _normalise_category(values: pd.Series, allowed: tuple[str, ...]) -> pd.Series:
+    """"Email Open" → "email_open" where that is an allowed value; others stay as written."""
+    codes, uniques = _factorized(values)
+    labels = np.asarray([normalise_label(u) for u in uniques], dtype=object)
+    mapped = pd.Series(_take(labels, codes, np.nan), index=values.index, dtype=object)
+    return mapped.where(mapped.isin(allowed), values)
+
+
+def _ids_from_numbers(values: pd.Series) -> pd.Series:
+    """Integer-valued float ids (123.0, from a column with gaps) back to "123"."""
+    as_int = values.dropna()
+    whole = np.isfinite(as_int) & (as_int == np.round(as_int))
+    out = pd.Series(np.nan, index=values.index, dtype=object)
+    out[as_int.index] = as_int.astype(str)
+    out[as_int.index[whole.to_numpy()]] = as_int[whole].astype(np.int64).astype(str)
+    return out
+
+
+# --- One table, phase 1: rename, clean, coerce, pandera ------------------------------------
+
+
+@dataclass
+class PreparedTable:
+    """A table after phase 1; cross-table checks and the split into accepted/rejected follow."""
+
+    spec: TableSpec
+    values: pd.DataFrame  # contract (+ attribute) columns, coerced, positional index
+    text: pd.DataFrame  # cleaned text per column, to quote values in reasons
+    raw: pd.DataFrame  # as read, original names: the rejects' raw JSON
+    personal_raw: list[str]  # raw columns to mask in rejects
+    origins: pd.DataFrame  # source_file, row_number
+    problems: Problems
+    dropped_columns: list[str]
+    attribute_columns: list[str]
+    files: list[str]
+
+    @property
+    def read(self) -> int:
+        return len(self.values)
+
+
+def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series, list[str]]:
+    table_mapping = mapping.table(spec.name)
+    renamed_parts, raw_parts, origin_parts, parse_parts, personal = [], [], [], [], set()
+    for raw in raws:
+        names = rename_map([str(c) for c in raw.frame.columns], spec, table_mapping, raw.path)
+        _require_columns(spec, set(names.values()), raw.path)
+        renamed = raw.frame.copy(deep=False)
+        renamed.columns = [names[str(c)] for c in raw.frame.columns]
+        renamed_parts.append(renamed)
+        raw_parts.append(raw.frame)
+        personal.update(src for src, tgt in names.items() if _is_personal(tgt, mapping) or _is_personal(src, mapping))
+        origin_parts.append(
+            pd.DataFrame({"source_file": _relative(raw.path, base), "row_number": np.arange(1, len(raw.frame) + 1)})
+        )
+        parse_parts.append(raw.parse_errors)
+    combined = pd.concat(renamed_parts, ignore_index=True) if len(renamed_parts) > 1 else renamed_parts[0].reset_index(drop=True)
+    raw_all = pd.concat(raw_parts, ignore_index=True) if len(raw_parts) > 1 else raw_parts[0].reset_index(drop=True)
+    origins = pd.concat(origin_parts, ignore_index=True)
+    parse_errors = pd.concat(parse_parts, ignore_index=True)
+    return combined, raw_all, origins, parse_errors, sorted(personal)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return path.name
+
+
+def _require_columns(spec: TableSpec, present: set[str], path: Path) -> None:
+    missing = [c for c in spec.required if c not in present]
+    if missing:
+        raise RadarInputError(
+            f"{spec.name} needs column(s) {', '.join(missing)}; found {', '.join(sorted(present)) or 'none'} "
+            "(rename yours in the mapping file)",
+            path,
+        )
+    if spec.needs_person_key and not present.intersection(PERSON_KEYS):
+        raise RadarInputError(
+            f"{spec.name} needs a person key column ({', '.join(PERSON_KEYS)}); none found", path
+        )
+
+
+def prepare_table(spec: TableSpec, raws: list[RawTable], mapping: Mapping, base: Path) -> PreparedTable:
+    """Phase 1 for one table: rename, clean, coerce and check the contract's per-row rules."""
+    combined, raw_all, origins, parse_errors, personal = _combine(raws, spec, mapping, base)
+    problems = Problems()
+    malformed = np.flatnonzero(parse_errors.notna().to_numpy())
+    problems.add(malformed, "row", pd.Series([""] * len(malformed)), parse_errors.iloc[malformed].to_numpy(), "malformed_row")
+    contract_cols = [c for c in combined.columns if c in spec.names]
+    extra = [c for c in combined.columns if c not in spec.names]
+    keep_extra = [c for c in extra if spec.keeps_extra_columns and c not in RESERVED_COLUMNS]
+    dropped = [c for c in extra if c not in keep_extra]
+    missing = mapping.missing_set()
+    text = pd.DataFrame(
+        {c: _blank_missing(_as_text(combined[c]), missing) for c in contract_cols + keep_extra},
+        index=combined.index,
+    )
+    for name in spec.names:
+        if name not in text.columns:
+            text[name] = pd.Series(np.nan, index=text.index, dtype=object)
+    values = _coerce_all(spec, combined, text, mapping, problems)
+    for name in keep_extra:
+        values[name] = _attribute(text[name])
+    _pandera_checks(spec, values, text, problems)
+    return PreparedTable(spec, values, text, raw_all, personal, origins, problems, dropped, keep_extra,
+                         sorted(origins["source_file"].unique().tolist()))
+
+
+def _coerce_all(spec: TableSpec, combined: pd.DataFrame, text: pd.DataFrame, mapping: Mapping, problems: Problems) -> pd.DataFrame:
+    table_mapping = mapping.table(spec.name)
+    value_maps = table_mapping.normalised_values()
+    dayfirst = table_mapping.dayfirst if table_mapping.dayfirst is not None else mapping.dayfirst
+    formats = [*table_mapping.date_formats, *mapping.date_formats]
+    out: dict[str, pd.Series] = {}
+    n = len(combined)
+    for column in spec.columns:
+        if column.name not in combined.columns:
+            out[column.name] = _empty(column, n)
+            continue
+        source = combined[column.name]
+        native = not (pd.api.types.is_string_dtype(source.dtype) or source.dtype == object)
+        cells = source if native else text[column.name]
+        out[column.name] = _coerce_column(spec, column, cells, text[column.name], value_maps.get(column.name),
+                                          formats, dayfirst, table_mapping.decimal, problems)
+    return pd.DataFrame(out, index=combined.index)
+
+
+def _empty(column: Column, n: int) -> pd.Series:
+    if column.kind == "datetime":
+        return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
+    if column.kind == "number":
+        return pd.Series(np.nan, index=range(n), dtype="float64")
+    return pd.Series(np.nan, index=range(n), dtype=object)
+
+
+def _coerce_column(spec: TableSpec, column: Column, cells: pd.Series, text: pd.Series, value_map: dict[str, str] | None,
+                   formats: list[str], dayfirst: bool, decimal: str, problems: Problems) -> pd.Series:
+    name = column.name
+    if column.kind == "datetime":
+        parsed, failed = parse_datetimes(cells, formats, dayfirst)
+        pos = np.flatnonzero(failed.to_numpy())
+        shown = text.iloc[pos]
+        problems.add(pos, name, shown, "unparseable date " + _quote(shown, False) + f" in {name}", "unparseable_date")
+        return parsed
+    if column.kind == "number":
+        numbers, bad, non_finite = parse_numbers(cells, decimal)
+        pos = np.flatnonzero(bad.to_numpy())
+        problems.add(pos, name, text.iloc[pos], "unparseable number " + _quote(text.iloc[pos], False) + f" in {name}", "unparseable_number")
+        pos = np.flatnonzero(non_finite.to_numpy())
+        problems.add(pos, name, text.iloc[pos], "not a finite number " + _quote(text.iloc[pos], False) + f" in {name}", "not_finite")
+        return numbers.where(~non_finite, np.nan)
+    if pd.api.types.is_float_dtype(cells.dtype) and column.kind == "id":
+        cleaned = _ids_from_numbers(cells)
+    else:
+        cleaned = text
+    cleaned = _map_values(cleaned, value_map)
+    if column.allowed:
+        cleaned = _normalise_category(cleaned, column.allowed)
+    return cleaned
+
+
+def _attribute(values: pd.Series) -> pd.Series:
+    """Lead attributes stay text unless every present value is a plain number."""
+    present = values.dropna()
+    if len(present) and present.str.fullmatch(r"[+-]?\d+(\.\d+)?").all():
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    return values
+
+
+# --- pandera --------------------------------------------------------------------------------
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    return pd.Series(np.isfinite(series.to_numpy()) & (np.abs(series.to_numpy()) <= ABSURD_NUMBER), index=series.index)
+
+
+def contract_schema(spec: TableSpec) -> pa.DataFrameSchema:
+    """The contract's per-row rules for one table as a pandera schema (on coerced values)."""
+    columns = {}
+    for column in spec.columns:
+        checks = []
+        if column.allowed:
+            checks.append(pa.Check.isin(list(column.allowed)))
+        if column.min_value is not None:
+            checks.append(pa.Check.ge(column.min_value))
+        if column.max_value is not None:
+            checks.append(pa.Check.le(column.max_value))
+        if column.kind == "number":
+            checks.append(pa.Check(_finite, name="finite"))
+        dtype = {"datetime": "datetime64[ns]", "number": "float64"}.get(column.kind)
+        columns[column.name] = pa.Column(dtype, checks, nullable=not column.required, required=True)
+    frame_checks = []
+    if spec.needs_person_key:
+        frame_checks.append(pa.Check(lambda df: df[list(PERSON_KEYS)].notna().any(axis=1), name="person_key"))
+    return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, coerce=False)
+
+
+def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as err:
+        cases = err.failure_cases
+        structural = cases["index"].isna()
+        if structural.any():
+            # A dtype or missing-column failure is a bug in coercion, not a bad row.
+            raise RuntimeError(f"contract coercion bug: {cases[structural].to_dict('records')}") from err
+        return cases
+    return pd.DataFrame(columns=["column", "check", "index"])
+
+
+def _pandera_checks(spec: TableSpec, values: pd.DataFrame, text: pd.DataFrame, problems: Problems) -> None:
+    cases = _failure_cases(contract_schema(spec), values[list(spec.names)])
+    if cases.empty:
+        return
+    cases = cases.assign(pos=cases["index"].astype(np.int64), check=cases["check"].astype(str))
+    person = cases[cases["check"] == "person_key"].drop_duplicates("pos")
+    problems.add(person["pos"].to_numpy(), "person key", pd.Series([""] * len(person)),
+                 f"no person key ({', '.join(PERSON_KEYS)})", "no_person_key")
+    cases = cases.assign(check=cases["check"].map(_check_kind))
+    for (column_name, check), group in cases[cases["check"] != "person_key"].groupby(["column", "check"], sort=False):
+        _add_check_problem(spec, spec.column(column_name), check, group["pos"].to_numpy(), values, text, problems)
+
+
+def _check_kind(check: str) -> str:
+    """pandera's check label ("isin([...])", "greater_than_or_equal_to(0.0)") → our kind."""
+    for prefix, kind in (("isin", "allowed"), ("greater_than_or_equal_to", "minimum"),
+                         ("less_than_or_equal_to", "maximum")):
+        if check.startswith(prefix):
+            return kind
+    return check
+
+
+def _add_check_problem(spec: TableSpec, column: Column, check: str, pos: np.ndarray, values: pd.DataFrame,
+                       text: pd.DataFrame, problems: Problems) -> None:
+    name = column.name
+    shown = text[name].iloc[pos] if name in text.columns else pd.Series([""] * len(pos))
+    personal = name in ("email", "phone")
+    if check == "not_nullable":
+        problems.add(pos, name, pd.Series([""] * len(pos)), f"missing required {name}", "missing_required")
+    elif check == "allowed":
+        what = "deal stage" if name == "stage" else f"{_SINGULAR[spec.name]} {name}"
+        problems.add(pos, name, shown, f"unknown {what} " + _quote(shown, personal), "unknown_value")
+    elif check == "minimum":
+        number = values[name].iloc[pos].map(lambda v: f"{v:g}")
+        reason = (f"negative {name} " + number) if column.min_value == 0 else (f"{name} " + number + f" below minimum {column.min_value:g}")
+        problems.add(pos, name, shown, reason, "below_minimum")
+    elif check == "maximum":
+        number = values[name].iloc[pos].map(lambda v: f"{v:g}")
+        problems.add(pos, name, shown, f"{name} " + number + f" above maximum {column.max_value:g}", "above_maximum")
+    elif check == "finite":
+        number = values[name].iloc[pos].map(lambda v: f"{v:g}")
+        problems.add(pos, name, shown, f"absurd {name} " + number + f" (beyond ±{ABSURD_NUMBER:g})", "absurd_number")
+    else:
+        problems.add(pos, name, shown, f"{name} fails check {check}", "contract")
+
+
+# --- Cross-table and uniqueness checks -------------------------------------------------------
+
+
+def _ok_mask(table: PreparedTable) -> np.ndarray:
+    ok = np.ones(table.read, dtype=bool)
+    ok[table.problems.rows()] = False
+    return ok
+
+
+def minted_ids(prepared: dict[str, PreparedTable]) -> dict[str, set[str] | None]:
+    """Ids issued by their minting tables (None when that table was not given)."""
+    issued: dict[str, set[str] | None] = {"lead_id": None, "customer_id": None}
+    for key, table in (("lead_id", "leads"), ("customer_id", "orders")):
+        if table in prepared:
+            frame = prepared[table]
+            issued[key] = set(frame.values[key][_ok_mask(frame)].dropna().tolist())
+    return issued
+
+
+def check_unknown_keys(table: PreparedTable, issued: dict[str, set[str] | None]) -> None:
+    """Reject rows whose only person keys are ids their minting table never issued."""
+    if not table.spec.needs_person_key:
+        return
+    minting = {"lead_id": "leads", "customer_id": "orders"}
+    values = table.values
+    has_contact = values["email"].notna() | values["phone"].notna()
+    known_any = pd.Series(False, index=values.index)
+    unknown: dict[str, pd.Series] = {}
+    for key in ("lead_id", "customer_id"):
+        present = values[key].notna()
+        if issued[key] is None or minting[key] == table.spec.name:
+            known_any |= present
+            continue
+        known = present & values[key].isin(issued[key])
+        known_any |= known
+        unknown[key] = present & ~known
+    reject = ~has_contact & ~known_any
+    for key, bad in unknown.items():
+        pos = np.flatnonzero((reject & bad).to_numpy())
+        shown = table.text[key].iloc[pos]
+        table.problems.add(pos, key, shown, f"unknown {key} " + _quote(shown, False), "unknown_key")
+
+
+def check_duplicates(table: PreparedTable) -> None:
+    """Later rows repeating a unique key are rejected; the first valid occurrence is kept."""
+    key = table.spec.unique_key
+    if key is None:
+        return
+    candidates = np.flatnonzero(_ok_mask(table))
+    subset = table.values[[key]].iloc[candidates]
+    schema = pa.DataFrameSchema({key: pa.Column(None, nullable=True)}, unique=[key], report_duplicates="exclude_first")
+    cases = _failure_cases(schema, subset.dropna())
+    if cases.empty:
+        return
+    pos = cases["index"].astype(np.int64).unique()
+    first_pos = subset.dropna().drop_duplicates(key).reset_index().set_index(key)["index"]
+    first = first_pos.reindex(table.values[key].iloc[pos]).to_numpy()
+    where = table.origins.iloc[first]
+    shown = table.text[key].iloc[pos]
+    reason = (f"duplicate {key} " + _quote(shown, False) + " (first in " + where["source_file"].to_numpy()
+              + " row " + where["row_number"].astype(str).to_numpy() + ")")
+    table.problems.add(pos, key, shown, reason, "duplicate_key")
+
+
+# --- Split into accepted rows and rejects ---------------------------------------------------
+
+
+@dataclass
+class ValidatedTable:
+    """A table's accepted rows (contract dtypes) and its rejects."""
+
+    name: str
+    data: pd.DataFrame
+    origins: pd.DataFrame
+    rejects: pd.DataFrame
+    read: int
+    files: list[str]
+    dropped_columns: list[str]
+    attribute_columns: list[str]
+
+
+def finalise(table: PreparedTable) -> ValidatedTable:
+    """Split a checked table into accepted rows and one rejects line per rejected row."""
+    ok = _ok_mask(table)
+    data = table.values[ok].reset_index(drop=True)
+    for column in table.spec.columns:
+        if column.kind in ("id", "text", "category"):
+            data[column.name] = text_output(data[column.name])
+    for name in table.attribute_columns:
+        if not pd.api.types.is_float_dtype(data[name].dtype):
+            data[name] = text_output(data[name])
+    return ValidatedTable(
+        name=table.spec.name,
+        data=data,
+        origins=table.origins[ok].reset_index(drop=True),
+        rejects=_rejects(table, ~ok),
+        read=table.read,
+        files=table.files,
+        dropped_columns=table.dropped_columns,
+        attribute_columns=table.attribute_columns,
+    )
+
+
+def empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=np.int64 if c == "row_number" else object) for c in REJECT_COLUMNS})
+
+
+def _rejects(table: PreparedTable, rejected: np.ndarray) -> pd.DataFrame:
+    if not rejected.any():
+        return empty_rejects()
+    problems = table.problems.frame().sort_values(["pos"], kind="stable")
+    masked = problems["value"].astype(object).where(problems["value"].notna(), "")
+    personal = problems["field"].isin(["email", "phone"])
+    masked = masked.where(~personal | (masked == ""), masked.map(mask))
+    problems = problems.assign(value=masked.astype(str))
+    joined = problems.groupby("pos", sort=True).agg({c: "; ".join for c in ("field", "value", "reason", "kind")})
+    positions = joined.index.to_numpy()
+    origins = table.origins.iloc[positions]
+    out = pd.DataFrame(
+        {
+            "table": table.spec.name,
+            "source_file": origins["source_file"].to_numpy(),
+            "row_number": origins["row_number"].to_numpy(),
+            "field": joined["field"].to_numpy(),
+            "value": joined["value"].to_numpy(),
+            "reason": joined["reason"].to_numpy(),
+            "kind": joined["kind"].to_numpy(),
+            "raw": _raw_json(table, positions),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def _raw_json(table: PreparedTable, positions: np.ndarray) -> np.ndarray:
+    raw = table.raw.iloc[positions].copy()
+    for column in table.personal_raw:
+        if column in raw.columns:
+            present = raw[column].notna() & (raw[column].astype(str) != "")
+            raw[column] = raw[column].astype(object).where(~present, raw[column][present].map(mask))
+    raw.columns = [str(c) for c in raw.columns]
+    lines = raw.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
+    return np.asarray(lines.rstrip("\n").split("\n"), dtype=object)
+
+
+def validate_tables(raws: dict[str, list[RawTable]], mapping: Mapping, base: Path) -> dict[str, ValidatedTable]:
+    """All tables through all checks: per-table rules, unknown keys, then duplicates."""
+    prepared = {name: prepare_table(TABLES[name], files, mapping, base) for name, files in raws.items()}
+    issued = minted_ids(prepared)
+    for table in prepared.values():
+        check_unknown_keys(table, issued)
+    for table in prepared.values():
+        check_duplicates(table)
+    return {name: finalise(table) for name, table in prepared.items()}
