@@ -22,6 +22,7 @@ import phonenumbers
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from features.mapping import normalise_label
 from features.privacy import mask
 from radar.config import IdentityConfig
 
@@ -29,6 +30,8 @@ KEY_KINDS: tuple[str, ...] = ("lead_id", "customer_id", "email", "phone")
 CONTACT_KINDS: tuple[str, ...] = ("email", "phone")
 ID_KINDS: tuple[str, ...] = ("lead_id", "customer_id")
 PERSON_TABLES: tuple[str, ...] = ("leads", "interactions", "orders", "deals")
+#: Lead attribute columns read as the region of the row's phone number.
+COUNTRY_COLUMNS: tuple[str, ...] = ("country", "country_code", "country_region")
 # Common non-ISO spellings of region codes seen in CRM country columns.
 _REGION_ALIASES = {"UK": "GB", "EL": "GR"}
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -132,7 +135,7 @@ def _stack(tables: dict[str, pd.DataFrame], default_region: str) -> tuple[_Recor
             continue
         frame = tables[name]
         email, bad_email = normalise_emails(_column(frame, "email"))
-        regions = region_of(frame["country"] if "country" in frame.columns else None, default_region, frame.index)
+        regions = region_of(_country_column(frame), default_region, frame.index)
         phone, bad_phone = normalise_phones(_column(frame, "phone"), regions)
         invalid_emails += int(bad_email.sum())
         invalid_phones += int(bad_phone.sum())
@@ -153,6 +156,13 @@ def _stack(tables: dict[str, pd.DataFrame], default_region: str) -> tuple[_Recor
     unlinkable = stacked["bad_email"].fillna("").astype(str) + "|" + stacked["bad_phone"].fillna("").astype(str)
     records = _Records(stacked[list(KEY_KINDS)], unlinkable, {n: len(tables[n]) for n in PERSON_TABLES if n in tables})
     return records, normalised, invalid_phones, invalid_emails
+
+
+def _country_column(frame: pd.DataFrame) -> pd.Series | None:
+    for column in frame.columns:
+        if normalise_label(str(column)) in COUNTRY_COLUMNS:
+            return frame[column]
+    return None
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

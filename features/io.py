@@ -12,7 +12,6 @@ import codecs
 import csv
 import gzip
 import io
-import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 # and latin-1 itself decodes any byte, so it is the last resort.
 FALLBACK_ENCODINGS: tuple[str, ...] = ("utf-8", "cp1252", "latin-1")
 _SNIFF_BYTES = 64 * 1024
-# Marks a row the CSV parser could not split into the header's fields (see _read_csv_lenient).
-_OVERFLOW_MARK = "\x00radar-overflow\x00"
 _LOOKS_LIKE_VALUE = re.compile(
     r"^\s*([+-]?\d+([.,]\d+)?|\S+@\S+\.\S+|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}.*)\s*$"
 )
@@ -52,6 +49,8 @@ class RawTable:
     parse_errors: pd.Series
     encoding: str | None = None
     delimiter: str | None = None
+    #: Per row: cells beyond the header's width (a list), else NaN; kept for the rejects.
+    extra_fields: pd.Series | None = None
 
 
 def is_readable(path: Path) -> bool:
@@ -157,14 +156,14 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     delimiter = delimiter or _detect_delimiter(first_line)
     header = _header_cells(text, delimiter)
     _check_header(header, path)
-    frame, parse_errors, encoding = _read_csv_body(path, header, encoding, delimiter)
+    frame, parse_errors, extras, encoding = _read_csv_body(path, header, encoding, delimiter)
     frame = _drop_unnamed_empty(frame, header, path)
-    return RawTable(path, frame, parse_errors, encoding, delimiter)
+    return RawTable(path, frame, parse_errors, encoding, delimiter, extras)
 
 
 def _read_csv_body(
     path: Path, header: list[str], encoding: str, delimiter: str
-) -> tuple[pd.DataFrame, pd.Series, str]:
+) -> tuple[pd.DataFrame, pd.Series, pd.Series, str]:
     names = [cell or f"__unnamed_{i}" for i, cell in enumerate(header, start=1)]
     candidates = [encoding] + [e for e in FALLBACK_ENCODINGS if e != encoding and encoding != "utf-8-sig"]
     last_error: Exception | None = None
@@ -181,50 +180,51 @@ def _read_csv_body(
 
 def _read_csv_lenient(
     path: Path, names: list[str], encoding: str, delimiter: str
-) -> tuple[pd.DataFrame, pd.Series]:
-    common = dict(
-        sep=delimiter, header=0, names=names, index_col=False, dtype=str,
-        keep_default_na=False, encoding=encoding, skip_blank_lines=True,
-    )
+) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     try:
-        frame = pd.read_csv(path, engine="c", **common)
+        frame = pd.read_csv(
+            path, sep=delimiter, header=0, names=names, index_col=False, dtype=str,
+            keep_default_na=False, encoding=encoding, skip_blank_lines=True, engine="c",
+        )
     except pd.errors.ParserError:
-        # Some row has more fields than the header. The C parser stops there; the python
-        # parser lets a callback keep the row, marked, so validation can reject it.
-        frame = pd.read_csv(path, engine="python", on_bad_lines=_mark_overflow(len(names)), **common)
-    return frame, _row_shape_errors(frame, len(names))
+        # Some row has more fields than the header and the C parser stops there. Such files
+        # are rare and usually small: split them with the csv module, keeping every row.
+        return _read_csv_rows(path, len(names), names, encoding, delimiter)
+    return frame, _short_rows(frame, len(names)), pd.Series(np.nan, index=frame.index, dtype=object)
 
 
-def _mark_overflow(width: int):
-    def keep(fields: list[str]) -> list[str]:
-        return [_OVERFLOW_MARK + json.dumps(fields, ensure_ascii=False)] + [""] * (width - 1)
+def _read_csv_rows(
+    path: Path, width: int, names: list[str], encoding: str, delimiter: str
+) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding=encoding, newline="") as handle:
+        rows = [row for row in csv.reader(handle, delimiter=delimiter) if row]
+    body = rows[1:]
+    counts = np.fromiter((len(r) for r in body), dtype=np.int64, count=len(body))
+    fitted = [r[:width] + [""] * (width - len(r)) if len(r) != width else r for r in body]
+    frame = pd.DataFrame(fitted, columns=names, dtype=object) if body else pd.DataFrame(columns=names, dtype=object)
+    errors = pd.Series(np.nan, index=frame.index, dtype=object)
+    wrong = counts != width
+    errors[wrong] = [f"row has {n} fields, the header has {width}" for n in counts[wrong]]
+    extras = pd.Series(np.nan, index=frame.index, dtype=object)
+    over = np.flatnonzero(counts > width)
+    extras.iloc[over] = pd.Series([body[i][width:] for i in over], dtype=object).to_numpy()
+    return frame, errors, extras
 
-    return keep
 
+def _short_rows(frame: pd.DataFrame, width: int) -> pd.Series:
+    """Reasons for rows with fewer fields than the header (NaN elsewhere).
 
-def _row_shape_errors(frame: pd.DataFrame, width: int) -> pd.Series:
-    """Reasons for rows that do not have the header's number of fields (NaN elsewhere)."""
+    Missing cells are "" under keep_default_na=False; NaN only appears where a row ended
+    early, so those rows are marked and their gaps filled with "".
+    """
     errors = pd.Series(np.nan, index=frame.index, dtype=object)
     if frame.empty:
         return errors
-    first = frame.iloc[:, 0]
-    overflow = first.str.startswith(_OVERFLOW_MARK, na=False)
-    if overflow.any():
-        fields = first[overflow].str.slice(len(_OVERFLOW_MARK)).map(json.loads)
-        errors[overflow] = fields.map(lambda f: f"row has {len(f)} fields, the header has {width}")
-        # Put the fields back in place so the rejected row keeps its values.
-        restored = pd.DataFrame(fields.map(lambda f: f[:width]).tolist(), index=fields.index)
-        restored = restored.reindex(columns=range(width)).fillna("")
-        restored.columns = frame.columns
-        frame.loc[overflow, :] = restored.astype(object).to_numpy()
-    # Missing cells are "" under keep_default_na=False; NaN only appears in short rows.
-    short = frame.isna()
-    n_missing = short.sum(axis=1)
-    is_short = n_missing > 0
-    if is_short.any():
-        errors[is_short] = (width - n_missing[is_short]).map(
-            lambda n: f"row has {n} fields, the header has {width}"
-        )
+    n_missing = frame.isna().sum(axis=1)
+    short = n_missing > 0
+    if short.any():
+        errors[short] = (width - n_missing[short]).map(lambda n: f"row has {n} fields, the header has {width}")
     return errors
 
 

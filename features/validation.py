@@ -276,6 +276,7 @@ class PreparedTable:
 def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series, list[str]]:
     table_mapping = mapping.table(spec.name)
     renamed_parts, raw_parts, origin_parts, parse_parts, personal = [], [], [], [], set()
+    extra_parts = []
     for raw in raws:
         names = rename_map([str(c) for c in raw.frame.columns], spec, table_mapping, raw.path)
         _require_columns(spec, set(names.values()), raw.path)
@@ -288,11 +289,20 @@ def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path
             pd.DataFrame({"source_file": _relative(raw.path, base), "row_number": np.arange(1, len(raw.frame) + 1)})
         )
         parse_parts.append(raw.parse_errors)
+        extra_parts.append(raw.extra_fields if raw.extra_fields is not None else pd.Series(np.nan, index=raw.frame.index, dtype=object))
     combined = pd.concat(renamed_parts, ignore_index=True) if len(renamed_parts) > 1 else renamed_parts[0].reset_index(drop=True)
     raw_all = pd.concat(raw_parts, ignore_index=True) if len(raw_parts) > 1 else raw_parts[0].reset_index(drop=True)
     origins = pd.concat(origin_parts, ignore_index=True)
     parse_errors = pd.concat(parse_parts, ignore_index=True)
+    extras = pd.concat(extra_parts, ignore_index=True)
+    if extras.notna().any():
+        # Cells beyond the header have no name: mask any that look like contact details.
+        raw_all = raw_all.assign(_extra_fields=extras.map(_mask_loose, na_action="ignore"))
     return combined, raw_all, origins, parse_errors, sorted(personal)
+
+
+def _mask_loose(cells: list[str]) -> list[str]:
+    return [mask(c) if "@" in c or len(re.sub(r"\D", "", c)) >= 7 else c for c in cells]
 
 
 def _relative(path: Path, base: Path) -> str:
