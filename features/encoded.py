@@ -1,0 +1,267 @@
+"""CRM tables turned into flat numpy arrays once, for any number of ``as_of`` moments.
+
+Person ids are factorised to integer codes ``0..n-1`` (in sorted id order), categories to
+small integers and datetimes to int64 nanoseconds. Training builds many snapshots from one
+encoding; scoring builds one. Nothing here looks at ``as_of``: the point-in-time cut is
+made later, in :mod:`features.families`, on these arrays.
+
+Rows without a person or without their defining time (e.g. an order without timestamp)
+cannot be placed before or after any moment and are left out; validation reports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.contract import (
+    DEAL_OUTCOMES,
+    DEAL_STAGES,
+    INTERACTION_TYPES,
+    LEADS,
+    ORDER_STATUSES,
+    PERSON_KEYS,
+    CRMData,
+)
+from features.grouped import earliest
+from features.privacy import PERSONAL_COLUMNS
+from features.windows import NAT, column_ns
+
+PERSON_COLUMN = "person_id"
+PAID, FAILED, REFUNDED = (ORDER_STATUSES.index(s) for s in ("paid", "failed", "refunded"))
+WON, LOST = DEAL_OUTCOMES.index("won"), DEAL_OUTCOMES.index("lost")
+
+
+@dataclass(frozen=True)
+class OrderEvents:
+    """Orders sorted by (person, time); ``status`` indexes ORDER_STATUSES (-1: other)."""
+
+    code: np.ndarray
+    t: np.ndarray
+    amount: np.ndarray
+    status: np.ndarray
+
+
+@dataclass(frozen=True)
+class InteractionEvents:
+    """Interactions; ``kind`` indexes INTERACTION_TYPES and ``stage`` DEAL_STAGES (-1: none).
+
+    ``deal`` indexes :attr:`DealRecords` keys (-1: no known deal).
+    """
+
+    code: np.ndarray
+    t: np.ndarray
+    kind: np.ndarray
+    value: np.ndarray
+    deal: np.ndarray
+    stage: np.ndarray
+
+
+@dataclass(frozen=True)
+class DealRecords:
+    """Deals; ``key`` is a dense deal-id code shared with interactions' ``deal``."""
+
+    code: np.ndarray
+    key: np.ndarray
+    n_keys: int
+    created: np.ndarray
+    closed: np.ndarray
+    outcome: np.ndarray
+    amount: np.ndarray
+
+
+@dataclass(frozen=True)
+class LeadRecords:
+    """Leads with their source and attribute columns (frame rows align with the arrays)."""
+
+    code: np.ndarray
+    created: np.ndarray
+    converted: np.ndarray
+    attributes: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class EncodedCRM:
+    """A whole CRM as arrays. ``ids`` are the persons, sorted; codes index into them."""
+
+    ids: pd.Index
+    first_seen: np.ndarray
+    explicit_persons: bool
+    leads: LeadRecords
+    interactions: InteractionEvents
+    orders: OrderEvents
+    deals: DealRecords
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+def lead_attribute_columns(leads: pd.DataFrame | None) -> list[str]:
+    """Extra lead columns used as attributes, sorted by name so the order never depends on
+    the export. Personal data (names, e-mails…) and datetimes are left out: a datetime in a
+    lead export (``last_activity_at``…) is usually written after the fact and would leak.
+    """
+    if leads is None:
+        return []
+    skip = set(LEADS.names) | set(PERSON_KEYS) | set(PERSONAL_COLUMNS) | {PERSON_COLUMN}
+    return sorted(
+        str(c)
+        for c in leads.columns
+        if c not in skip and not pd.api.types.is_datetime64_any_dtype(leads[c])
+    )
+
+
+def encode(data: CRMData, persons: Sequence[object] | None = None) -> EncodedCRM:
+    """Encode ``data`` for the given persons, or for everyone in it when ``persons`` is None."""
+    tables = [data.leads, data.interactions, data.orders, data.deals]
+    ids = _person_universe(tables, persons)
+    leads = _encode_leads(data.leads, ids)
+    deals, deal_ids = _encode_deals(data.deals, ids)
+    interactions = _encode_interactions(data.interactions, ids, deal_ids)
+    orders = _encode_orders(data.orders, ids)
+    first_seen = _first_seen(len(ids), leads, interactions, orders, deals)
+    return EncodedCRM(ids, first_seen, persons is not None, leads, interactions, orders, deals)
+
+
+def _person_universe(tables: list[pd.DataFrame | None], persons: Sequence[object] | None) -> pd.Index:
+    if persons is not None:
+        given = pd.Index(list(persons), dtype=object)
+        return given.dropna().unique().sort_values().rename(PERSON_COLUMN)
+    uniques = [
+        pd.Series(t[PERSON_COLUMN].dropna().unique())
+        for t in tables
+        if t is not None and PERSON_COLUMN in t.columns
+    ]
+    if not uniques:
+        return pd.Index([], dtype=object, name=PERSON_COLUMN)
+    return pd.Index(pd.concat(uniques, ignore_index=True).unique()).sort_values().rename(PERSON_COLUMN)
+
+
+def _person_codes(frame: pd.DataFrame, ids: pd.Index) -> np.ndarray:
+    """Codes of each row's person (-1: no person, or not one of ``ids``).
+
+    Factorising first hashes each long column once; only the (few) distinct ids are then
+    looked up in ``ids``.
+    """
+    if PERSON_COLUMN not in frame.columns:
+        raise KeyError("tables need a person_id column: unify identities before features")
+    local, uniques = pd.factorize(frame[PERSON_COLUMN])
+    lookup = np.append(ids.get_indexer(pd.Index(uniques)), -1).astype(np.int64)
+    return lookup[local]
+
+
+def _category_codes(frame: pd.DataFrame, name: str, categories: tuple[str, ...]) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), -1, dtype=np.int8)
+    values = frame[name]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    return pd.Categorical(values, categories=list(categories)).codes.astype(np.int8)
+
+
+def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _keep(code: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return (code >= 0) & (t != NAT)
+
+
+def _encode_orders(orders: pd.DataFrame | None, ids: pd.Index) -> OrderEvents:
+    if orders is None:
+        orders = pd.DataFrame({PERSON_COLUMN: [], "timestamp": []})
+    code, t = _person_codes(orders, ids), column_ns(orders, "timestamp")
+    status = _category_codes(orders, "status", ORDER_STATUSES)
+    if "status" in orders.columns:
+        # An order without a status is a purchase: exports of sales often carry no status.
+        status = np.where(orders["status"].isna().to_numpy(), PAID, status).astype(np.int8)
+    else:
+        status = np.full(len(orders), PAID, dtype=np.int8)
+    keep = _keep(code, t)
+    code, t, amount, status = code[keep], t[keep], _numbers(orders, "amount")[keep], status[keep]
+    # Sorted by person then time once, so inter-purchase gaps need no sort per snapshot.
+    order = np.lexsort((t, code))
+    return OrderEvents(code[order], t[order], amount[order], status[order])
+
+
+def _encode_interactions(
+    interactions: pd.DataFrame | None, ids: pd.Index, deal_ids: pd.Index
+) -> InteractionEvents:
+    if interactions is None:
+        interactions = pd.DataFrame({PERSON_COLUMN: [], "timestamp": []})
+    code, t = _person_codes(interactions, ids), column_ns(interactions, "timestamp")
+    deal = np.full(len(interactions), -1, dtype=np.int64)
+    if "deal_id" in interactions.columns and len(deal_ids):
+        deal = deal_ids.get_indexer(pd.Index(interactions["deal_id"])).astype(np.int64)
+    keep = _keep(code, t)
+    return InteractionEvents(
+        code=code[keep],
+        t=t[keep],
+        kind=_category_codes(interactions, "type", INTERACTION_TYPES)[keep],
+        value=_numbers(interactions, "value")[keep],
+        deal=deal[keep],
+        stage=_category_codes(interactions, "stage", DEAL_STAGES)[keep],
+    )
+
+
+def _encode_deals(deals: pd.DataFrame | None, ids: pd.Index) -> tuple[DealRecords, pd.Index]:
+    if deals is None:
+        deals = pd.DataFrame({PERSON_COLUMN: [], "created_at": [], "deal_id": []})
+    code, created = _person_codes(deals, ids), column_ns(deals, "created_at")
+    keep = _keep(code, created)
+    # Deal ids are unique by contract; a dense key still tolerates duplicates gracefully.
+    key, deal_ids = pd.factorize(deals["deal_id"]) if "deal_id" in deals.columns else (
+        np.arange(len(deals)), pd.Index([]))
+    records = DealRecords(
+        code=code[keep],
+        key=np.asarray(key, dtype=np.int64)[keep],
+        n_keys=len(deal_ids),
+        created=created[keep],
+        closed=column_ns(deals, "closed_at")[keep],
+        outcome=_category_codes(deals, "outcome", DEAL_OUTCOMES)[keep],
+        amount=_numbers(deals, "amount")[keep],
+    )
+    return records, pd.Index(deal_ids)
+
+
+def _encode_leads(leads: pd.DataFrame | None, ids: pd.Index) -> LeadRecords:
+    """Leads of everyone, including rows of persons not asked for (code -1): category sets
+    are taken from all leads, so scoring a few persons sees the same categories as training.
+    """
+    if leads is None:
+        leads = pd.DataFrame({PERSON_COLUMN: [], "created_at": []})
+    code, created = _person_codes(leads, ids), column_ns(leads, "created_at")
+    rows = np.flatnonzero(created != NAT)
+    columns = ["source", *lead_attribute_columns(leads)]
+    attributes = leads.reindex(columns=columns).iloc[rows].reset_index(drop=True)
+    return LeadRecords(
+        code=code[rows],
+        created=created[rows],
+        converted=column_ns(leads, "converted_at")[rows],
+        attributes=pd.DataFrame({c: _attribute_values(attributes[c]) for c in columns}),
+    )
+
+
+def _attribute_values(values: pd.Series) -> pd.Series:
+    """Numbers as float64, anything else as text (categories are made per ``as_of``)."""
+    if pd.api.types.is_numeric_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
+        return values.astype(np.float64)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    return values.astype("string")
+
+
+def _first_seen(
+    n: int, leads: LeadRecords, interactions: InteractionEvents, orders: OrderEvents, deals: DealRecords
+) -> np.ndarray:
+    """Each person's first record in any table (NAT if none): their tenure starts here."""
+    codes = np.concatenate([leads.code, interactions.code, orders.code, deals.code])
+    times = np.concatenate([leads.created, interactions.t, orders.t, deals.created])
+    known = codes >= 0
+    return earliest(codes[known], times[known], n)

@@ -1,0 +1,422 @@
+"""The feature families, each computed for every person at one ``as_of`` moment.
+
+Each function takes encoded arrays (:mod:`features.encoded`) and a :class:`Moment`, keeps
+only what was known strictly before ``as_of`` and returns ``{column name: values}`` with
+one value per person code, in a fixed order. Windows follow :mod:`features.windows`:
+``d`` days covers ``[as_of - d days, as_of)``.
+
+Missing values: NaN means "no data" (no paid order yet → no days since last paid order);
+counts and sums over nothing are 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import grouped
+from features.contract import DEAL_STAGES, INTERACTION_TYPES, JOURNEY_STAGES
+from features.encoded import (
+    FAILED,
+    LOST,
+    PAID,
+    REFUNDED,
+    WON,
+    DealRecords,
+    EncodedCRM,
+    InteractionEvents,
+    LeadRecords,
+    OrderEvents,
+)
+from features.windows import NAT, days_between, in_band, in_window
+from radar.config import FeatureConfig
+
+Columns = dict[str, "np.ndarray | pd.Categorical"]
+
+#: Interaction types counted per window (deal_stage is CRM bookkeeping, used by deals).
+COUNTED_TYPES: tuple[str, ...] = tuple(t for t in INTERACTION_TYPES if t != "deal_stage")
+#: What the person does themselves. Service contacts (tickets, complaints, NPS) are a
+#: different signal, and campaign touches and deal stages are things *we* do to them.
+ENGAGEMENT_TYPES: tuple[str, ...] = (
+    "web_visit",
+    "form_submit",
+    "email_open",
+    "email_click",
+    "call",
+    "meeting",
+    "whatsapp_message",
+    "chat_message",
+    "cart_add",
+    "cart_abandon",
+)
+EVALUATION_TYPES: tuple[str, ...] = ("email_click", "form_submit", "meeting", "call")
+DECISION_TYPES: tuple[str, ...] = ("cart_add", "cart_abandon")
+JOURNEY = {stage: float(i) for i, stage in enumerate(JOURNEY_STAGES)}
+
+_KIND = {t: i for i, t in enumerate(INTERACTION_TYPES)}
+
+
+@dataclass(frozen=True)
+class Moment:
+    """The ``as_of`` cut (int64 ns), the number of persons and the feature settings."""
+
+    as_of: int
+    n: int
+    config: FeatureConfig
+
+
+def trend_ratio(recent: np.ndarray, base: np.ndarray, recent_days: int, base_days: int) -> np.ndarray:
+    """Daily rate in the recent window over the daily rate in the base window before it.
+
+    Both rates get ``eps = 1 / (recent_days + base_days)`` per day (one event over the whole
+    span) so the ratio is always finite: no events at all → 1.0, the same rate → 1.0, one
+    event in the last 30 days after none in the 60 before → 4.0 (with 30/60-day windows).
+    """
+    eps = 1.0 / (recent_days + base_days)
+    return (recent / recent_days + eps) / (base / base_days + eps)
+
+
+# ---------------------------------------------------------------- orders
+
+
+def order_features(orders: OrderEvents, m: Moment) -> Columns:
+    """Recency, frequency, monetary value (paid orders only), trends, gaps, payment issues."""
+    before = orders.t < m.as_of
+    code, t, amount, status = orders.code[before], orders.t[before], orders.amount[before], orders.status[before]
+    age = m.as_of - t
+    paid = status == PAID
+    cols = _monetary(code, t, amount, paid, m)
+    cols |= _paid_windows(code, age, amount, paid, m)
+    cols |= _purchase_gaps(code, t, paid, cols["days_since_last_paid_order"], m)
+    cols |= _payment_problems(code, t, age, amount, status, m)
+    return cols
+
+
+def _monetary(code: np.ndarray, t: np.ndarray, amount: np.ndarray, paid: np.ndarray, m: Moment) -> Columns:
+    n_paid = grouped.count(code, m.n, paid)
+    amount_total = grouped.total(code, amount, m.n, paid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        amount_mean = np.where(n_paid > 0, amount_total / n_paid, np.nan)
+    return {
+        "n_paid_orders": n_paid,
+        "paid_amount_total": amount_total,
+        "paid_amount_mean": amount_mean,
+        "paid_amount_max": grouped.maximum(code, amount, m.n, paid),
+        "days_since_first_paid_order": days_between(grouped.earliest(code, t, m.n, paid), m.as_of),
+        "days_since_last_paid_order": days_between(grouped.latest(code, t, m.n, paid), m.as_of),
+    }
+
+
+def _paid_windows(code: np.ndarray, age: np.ndarray, amount: np.ndarray, paid: np.ndarray, m: Moment) -> Columns:
+    cols: Columns = {}
+    for days in m.config.windows_days:
+        in_w = paid & in_window(age, days)
+        cols[f"n_paid_orders_{days}d"] = grouped.count(code, m.n, in_w)
+        cols[f"paid_amount_{days}d"] = grouped.total(code, amount, m.n, in_w)
+    recent_days, base_days = m.config.trend_recent_days, m.config.trend_base_days
+    recent = grouped.count(code, m.n, paid & in_window(age, recent_days))
+    base = grouped.count(code, m.n, paid & in_band(age, recent_days, recent_days + base_days))
+    cols[f"paid_order_trend_{recent_days}d_vs_{base_days}d"] = trend_ratio(recent, base, recent_days, base_days)
+    return cols
+
+
+def _purchase_gaps(
+    code: np.ndarray, t: np.ndarray, paid: np.ndarray, days_since_last: np.ndarray, m: Moment
+) -> Columns:
+    """Gaps between consecutive paid orders. Orders are sorted by (person, time) at encoding,
+    so consecutive rows of the same person are consecutive purchases."""
+    pc, pt = code[paid], t[paid]
+    same = pc[1:] == pc[:-1]
+    gap_code = pc[1:][same]
+    gaps = (pt[1:] - pt[:-1])[same] / 86_400e9
+    n_gaps = grouped.count(gap_code, m.n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_gaps > 0, grouped.total(gap_code, gaps, m.n) / n_gaps, np.nan)
+        # Two passes (mean, then squared deviations) stay accurate where sum-of-squares would not.
+        squares = grouped.total(gap_code, (gaps - mean[gap_code]) ** 2, m.n)
+        std = np.where(n_gaps > 1, np.sqrt(squares / (n_gaps - 1)), np.nan)
+        # A gap under a day (two orders the same day) would blow the ratio up: floor it at 1.
+        overdue = days_since_last / np.maximum(mean, 1.0)
+    return {
+        "purchase_gap_mean_days": mean,
+        "purchase_gap_std_days": std,
+        "days_since_last_paid_order_vs_usual_gap": overdue,
+    }
+
+
+def _payment_problems(
+    code: np.ndarray, t: np.ndarray, age: np.ndarray, amount: np.ndarray, status: np.ndarray, m: Moment
+) -> Columns:
+    failed, refunded = status == FAILED, status == REFUNDED
+    cols: Columns = {
+        "n_failed_payments": grouped.count(code, m.n, failed),
+        "n_refunds": grouped.count(code, m.n, refunded),
+        "refund_amount_total": grouped.total(code, amount, m.n, refunded),
+    }
+    for days in m.config.windows_days:
+        in_w = in_window(age, days)
+        cols[f"n_failed_payments_{days}d"] = grouped.count(code, m.n, failed & in_w)
+        cols[f"n_refunds_{days}d"] = grouped.count(code, m.n, refunded & in_w)
+    # A failed payment is recovered once any paid order follows it (at the same time or later).
+    last_paid = grouped.latest(code, t, m.n, status == PAID)
+    unrecovered = failed & (t > last_paid[code])
+    cols["failed_amount_unrecovered"] = grouped.total(code, amount, m.n, unrecovered)
+    return cols
+
+
+# ---------------------------------------------------------------- interactions
+
+
+def interaction_features(events: InteractionEvents, m: Moment) -> Columns:
+    """Counts per type and window, engagement recency and trend, NPS."""
+    before = (events.t < m.as_of) & (events.kind >= 0)
+    code, kind, value = events.code[before], events.kind[before], events.value[before]
+    age = m.as_of - events.t[before]
+    cols = _type_window_counts(code, kind, age, m)
+    cols |= _engagement(code, kind, age, m)
+    cols |= _nps(code, kind, age, value, m)
+    return cols
+
+
+def _type_window_counts(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
+    n_types = len(INTERACTION_TYPES)
+    cell = code * n_types + kind.astype(np.int64)
+    by_type_window: dict[tuple[str, int], np.ndarray] = {}
+    for days in m.config.windows_days:
+        # One bincount over (person, type) cells per window; the table is dropped right away.
+        counts = np.bincount(cell[in_window(age, days)], minlength=m.n * n_types).reshape(m.n, n_types)
+        for kind_name in COUNTED_TYPES:
+            by_type_window[kind_name, days] = counts[:, _KIND[kind_name]].astype(np.float64)
+    return {
+        f"n_{kind_name}_{days}d": by_type_window[kind_name, days]
+        for kind_name in COUNTED_TYPES
+        for days in m.config.windows_days
+    }
+
+
+def _kinds(kind: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    return np.isin(kind, [_KIND[name] for name in names])
+
+
+def _engagement(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
+    engaged = _kinds(kind, ENGAGEMENT_TYPES)
+    cols: Columns = {
+        f"n_engagement_{days}d": grouped.count(code, m.n, engaged & in_window(age, days))
+        for days in m.config.windows_days
+    }
+    recent_days, base_days = m.config.trend_recent_days, m.config.trend_base_days
+    recent = grouped.count(code, m.n, engaged & in_window(age, recent_days))
+    base = grouped.count(code, m.n, engaged & in_band(age, recent_days, recent_days + base_days))
+    cols[f"engagement_trend_{recent_days}d_vs_{base_days}d"] = trend_ratio(recent, base, recent_days, base_days)
+    youngest = _youngest_age(code, age, m.n, engaged)
+    cols["days_since_last_engagement"] = youngest
+    return cols
+
+
+def _youngest_age(code: np.ndarray, age: np.ndarray, n: int, mask: np.ndarray) -> np.ndarray:
+    """Days since the most recent selected event per person (NaN if none)."""
+    smallest = -grouped.maximum(code, -age.astype(np.float64), n, mask)
+    return smallest / 86_400e9
+
+
+def _nps(code: np.ndarray, kind: np.ndarray, age: np.ndarray, value: np.ndarray, m: Moment) -> Columns:
+    answered = (kind == _KIND["nps"]) & ~np.isnan(value)
+    # Latest answer = smallest age; on equal ages the lowest score (see grouped.value_at_latest).
+    last_neg_age, last_value = grouped.value_at_latest(code, -age, value, m.n, answered)
+    days_since = np.where(last_neg_age == NAT, np.nan, -last_neg_age.astype(np.float64) / 86_400e9)
+    detractor = answered & (value <= m.config.nps_detractor_max)
+    return {
+        "nps_last_value": last_value,
+        "days_since_last_nps": days_since,
+        "n_nps_detractor": grouped.count(code, m.n, detractor),
+    }
+
+
+def service_features(events: InteractionEvents, orders: OrderEvents, m: Moment) -> Columns:
+    """Days since the last service trigger: ticket, complaint, detractor NPS, failed
+    payment or refund. Churn after such a trigger is service churn, not indifference."""
+    before = events.t < m.as_of
+    kind, value = events.kind[before], events.value[before]
+    trigger = _kinds(kind, ("support_ticket", "complaint")) | (
+        (kind == _KIND["nps"]) & (value <= m.config.nps_detractor_max)
+    )
+    o_before = orders.t < m.as_of
+    o_trigger = np.isin(orders.status[o_before], [FAILED, REFUNDED])
+    codes = np.concatenate([events.code[before][trigger], orders.code[o_before][o_trigger]])
+    times = np.concatenate([events.t[before][trigger], orders.t[o_before][o_trigger]])
+    return {"days_since_last_service_issue": days_between(grouped.latest(codes, times, m.n), m.as_of)}
+
+
+# ---------------------------------------------------------------- leads
+
+
+def lead_features(leads: LeadRecords, m: Moment) -> Columns:
+    """Lead count, age and source, and every lead attribute, from the person's earliest lead.
+
+    The earliest lead is the acquisition: its source is the channel that brought the person
+    in, and it does not change when a later duplicate lead arrives, so a person's attributes
+    stay stable across snapshots. Each attribute is the first non-missing value in
+    creation order (a later lead may fill a gap the first one left).
+    """
+    before = leads.created < m.as_of
+    mine = before & (leads.code >= 0)
+    rows = np.flatnonzero(mine)
+    # Ties on creation time fall back to row order, so the choice is deterministic.
+    order = rows[np.lexsort((rows, leads.created[rows], leads.code[rows]))]
+    cols: Columns = {
+        "n_leads": grouped.count(leads.code, m.n, mine),
+        "lead_age_days": days_between(grouped.earliest(leads.code, leads.created, m.n, mine), m.as_of),
+    }
+    firsts = leads.attributes.iloc[order].groupby(leads.code[order], sort=True).first()
+    seen = leads.attributes.loc[before]
+    for column in leads.attributes.columns:
+        values = firsts[column].reindex(pd.RangeIndex(m.n)) if column in firsts else None
+        cols[f"lead_{column}"] = _attribute_column(values, seen[column], m.n)
+    return cols
+
+
+def _attribute_column(values: pd.Series | None, seen: pd.Series, n: int) -> "np.ndarray | pd.Categorical":
+    """Numbers stay float64; text becomes a category over the values seen before as_of
+    (sorted). The model stores the categories it was trained on and maps new data to them."""
+    if seen.dtype == np.float64:
+        return np.full(n, np.nan) if values is None else values.to_numpy(dtype=np.float64, na_value=np.nan)
+    categories = sorted(seen.dropna().unique())
+    if values is None:
+        return pd.Categorical(np.full(n, np.nan), categories=categories)
+    return pd.Categorical(values.astype(object), categories=categories)
+
+
+# ---------------------------------------------------------------- deals
+
+
+def deal_features(deals: DealRecords, events: InteractionEvents, m: Moment) -> Columns:
+    """Open deals at as_of, the most advanced open deal, and deals won/lost before as_of.
+
+    A deal is open unless it closed before as_of; its outcome is only known once it has
+    closed. Its stage comes only from deal_stage events before as_of (the deals table's
+    ``stage`` column is today's stage, which would leak the future).
+    """
+    created = deals.created < m.as_of
+    closed = created & (deals.closed != NAT) & (deals.closed < m.as_of)
+    is_open = created & ~closed
+    stage, last_change, n_changes = _stage_history(deals, events, m)
+    age = m.as_of - deals.created
+    cols: Columns = {
+        "n_open_deals": grouped.count(deals.code, m.n, is_open),
+        "oldest_open_deal_age_days": days_between(grouped.earliest(deals.code, deals.created, m.n, is_open), m.as_of),
+        "newest_open_deal_age_days": days_between(grouped.latest(deals.code, deals.created, m.n, is_open), m.as_of),
+        "open_deals_amount_total": grouped.total(deals.code, deals.amount, m.n, is_open),
+    }
+    cols |= _leading_open_deal(deals, is_open, stage, last_change, n_changes, age, m)
+    won, lost = closed & (deals.outcome == WON), closed & (deals.outcome == LOST)
+    cols["n_deals_won"] = grouped.count(deals.code, m.n, won)
+    cols["n_deals_lost"] = grouped.count(deals.code, m.n, lost)
+    cols["won_deals_amount"] = grouped.total(deals.code, deals.amount, m.n, won)
+    return cols
+
+
+def _stage_history(
+    deals: DealRecords, events: InteractionEvents, m: Moment
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per deal row: current stage ordinal (NaN if none yet), time of the last stage event
+    (NAT if none) and number of stage events, from deal_stage events before as_of."""
+    known = (
+        (events.t < m.as_of)
+        & (events.kind == _KIND["deal_stage"])
+        & (events.deal >= 0)
+        & (events.stage >= 0)
+    )
+    n_rows = len(deals.key)
+    if deals.n_keys == 0:
+        return np.full(n_rows, np.nan), np.full(n_rows, NAT, dtype=np.int64), np.zeros(n_rows)
+    deal, t, stage = events.deal[known], events.t[known], events.stage[known]
+    # Simultaneous stage events: take the furthest stage (minimum of the negated ordinal).
+    last_t, neg_stage = grouped.value_at_latest(deal, t, -stage.astype(np.float64), deals.n_keys)
+    n_events = grouped.count(deal, deals.n_keys)
+    has_key = deals.key >= 0
+    key = np.where(has_key, deals.key, 0)
+    return (
+        np.where(has_key, -neg_stage[key], np.nan),
+        np.where(has_key, last_t[key], NAT),
+        np.where(has_key, n_events[key], 0.0),
+    )
+
+
+def _leading_open_deal(
+    deals: DealRecords,
+    is_open: np.ndarray,
+    stage: np.ndarray,
+    last_change: np.ndarray,
+    n_changes: np.ndarray,
+    age: np.ndarray,
+    m: Moment,
+) -> Columns:
+    """The open deal furthest along (ties: the newest, then the later row): the one most
+    likely to close next, which is what time-to-close and purchase scoring care about."""
+    rows = np.flatnonzero(is_open)
+    stage_rank = np.nan_to_num(stage[rows], nan=-1.0)
+    order = rows[np.lexsort((rows, deals.created[rows], stage_rank, deals.code[rows]))]
+    lead_rows = order[grouped.last_per_group(deals.code[order])]
+    persons = deals.code[lead_rows]
+
+    def spread(values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        out = np.full(m.n, fill)
+        out[persons] = values
+        return out
+
+    return {
+        "open_deal_stage": spread(stage[lead_rows]),
+        "open_deal_amount": spread(deals.amount[lead_rows]),
+        "open_deal_age_days": spread(age[lead_rows] / 86_400e9),
+        "open_deal_n_stage_changes": spread(n_changes[lead_rows]),
+        "open_deal_days_since_stage_change": spread(days_between(last_change[lead_rows], m.as_of)),
+    }
+
+
+# ---------------------------------------------------------------- the person
+
+
+def person_features(encoded: EncodedCRM, m: Moment, cols: Columns) -> Columns:
+    """Tenure, customer status and journey stage, from the other families' columns."""
+    first_seen = np.where(encoded.first_seen < m.as_of, encoded.first_seen, NAT)
+    leads = encoded.leads
+    converted = (leads.code >= 0) & (leads.created < m.as_of) & (leads.converted != NAT) & (
+        leads.converted < m.as_of
+    )
+    is_customer = (
+        (cols["n_paid_orders"] > 0)
+        | (cols["n_deals_won"] > 0)
+        | grouped.any_event(leads.code, m.n, converted)
+    )
+    return {
+        "tenure_days": days_between(first_seen, m.as_of),
+        "is_customer": is_customer.astype(np.float64),
+        "journey_stage": _journey(encoded.interactions, m, first_seen != NAT, is_customer, cols),
+    }
+
+
+def _journey(
+    events: InteractionEvents, m: Moment, known: np.ndarray, is_customer: np.ndarray, cols: Columns
+) -> np.ndarray:
+    """Furthest journey stage reached (ordinal of JOURNEY_STAGES): any record → search,
+    clicks/forms/meetings/calls → evaluation, a cart or an open deal → decision, a customer
+    → use. Nobody we know anything about is still at need."""
+    before = events.t < m.as_of
+    code, kind = events.code[before], events.kind[before]
+    evaluating = grouped.any_event(code, m.n, _kinds(kind, EVALUATION_TYPES))
+    deciding = grouped.any_event(code, m.n, _kinds(kind, DECISION_TYPES)) | (cols["n_open_deals"] > 0)
+    stage = np.full(m.n, JOURNEY["need"])
+    stage[known] = JOURNEY["search"]
+    stage[evaluating] = JOURNEY["evaluation"]
+    stage[deciding] = JOURNEY["decision"]
+    stage[is_customer] = JOURNEY["use"]
+    return stage
+
+
+def stage_name(ordinal: float) -> str | None:
+    """The deal stage name for an ``open_deal_stage`` value."""
+    if ordinal != ordinal or not 0 <= ordinal < len(DEAL_STAGES):
+        return None
+    return DEAL_STAGES[int(ordinal)]
