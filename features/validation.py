@@ -169,8 +169,10 @@ def parse_datetimes(values: pd.Series, formats: list[str], dayfirst: bool) -> tu
     codes, uniques = _factorized(values)
     texts = pd.Series(uniques.astype(str), dtype=object)
     result = pd.Series(pd.NaT, index=texts.index, dtype="datetime64[ns, UTC]")
+    # pandas reads "now" and "today" as the current moment: a date must hold digits.
+    datelike = texts.str.contains(r"\d", regex=True)
     for fmt in [*formats, "ISO8601"]:
-        todo = result.isna()
+        todo = result.isna() & datelike
         if not todo.any():
             break
         result[todo] = pd.to_datetime(texts[todo], format=fmt, errors="coerce", utc=True)
@@ -179,7 +181,7 @@ def parse_datetimes(values: pd.Series, formats: list[str], dayfirst: bool) -> tu
         result[todo] = pd.to_datetime(texts[todo].astype(float), unit="s", errors="coerce", utc=True)
     # Free-form inference (dateutil) only for strings that look like a date at all: it
     # would otherwise read "today", "3" or "12.5" as some date.
-    todo = result.isna() & texts.str.contains(r"\d", regex=True) & (texts.str.len() >= 6)
+    todo = result.isna() & datelike & (texts.str.len() >= 6)
     if todo.any():
         result[todo] = pd.to_datetime(texts[todo], format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
     naive = result.dt.tz_convert("UTC").dt.tz_localize(None)

@@ -1,0 +1,186 @@
+"""Identity unification: hand-made cases with known person groups, and a demo world."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.identity import normalise_emails, normalise_phones, unify
+from radar.config import IdentityConfig, Settings
+
+
+def _frame(rows: list[dict], columns: tuple[str, ...] = ("lead_id", "customer_id", "email", "phone")) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns)).astype(object)
+
+
+def _groups(tables: dict[str, pd.DataFrame], label: str = "tag") -> set[frozenset[str]]:
+    """Person groups as sets of row tags, to compare with the expected grouping."""
+    stacked = pd.concat([t[[label, "person_id"]] for t in tables.values()])
+    return {frozenset(g[label]) for _, g in stacked.groupby("person_id")}
+
+
+def test_email_case_and_spaces() -> None:
+    leads = _frame([{"lead_id": "L1", "email": " Ana@Shop.COM"}, {"lead_id": "L2", "email": "bob@shop.com"}]).assign(tag=["a", "b"])
+    orders = _frame([{"customer_id": "C1", "email": "ana@shop.com "}]).assign(tag=["c"])
+    out, report = unify({"leads": leads, "orders": orders}, IdentityConfig())
+    assert _groups(out) == {frozenset({"a", "c"}), frozenset({"b"})}
+    assert out["leads"]["email"].tolist() == ["ana@shop.com", "bob@shop.com"]
+    assert report.records == 3 and report.persons == 2 and report.merged_via["email"] == 2
+
+
+@pytest.mark.parametrize(
+    "raw, region, expected",
+    [
+        ("020 7946 0000", "GB", "+442079460000"),
+        ("+44 (0)20 7946 0000", "US", "+442079460000"),
+        ("0044 20 7946 0000", "GB", "+442079460000"),
+        ("07911 123456", "GB", "+447911123456"),
+        ("(415) 555-0132", "US", "+14155550132"),
+        ("+1 415.555.0132", "GB", "+14155550132"),
+        ("1-415-555-0132", "US", "+14155550132"),
+        ("030 901820", "DE", "+4930901820"),
+        ("+49 (30) 901820", "GB", "+4930901820"),
+        ("0151 23456789", "DE", "+4915123456789"),
+    ],
+)
+def test_phone_formats(raw: str, region: str, expected: str) -> None:
+    out, invalid = normalise_phones(pd.Series([raw]), region)
+    assert out.item() == expected and not invalid.item()
+
+
+def test_phones_of_one_person_in_many_formats_link() -> None:
+    leads = _frame(
+        [
+            {"lead_id": "L1", "phone": "020 7946 0000"},
+            {"lead_id": "L2", "phone": "+44 20 7946 0000"},
+            {"lead_id": "L3", "phone": "(415) 555-0132"},
+            {"lead_id": "L4", "phone": "+1 415 555 0132"},
+            {"lead_id": "L5", "phone": "030 901820"},
+            {"lead_id": "L6", "phone": "+49 30 901820"},
+        ]
+    ).assign(country=["GB", None, "US", "US", "DE", "de"], tag=list("abcdef"))
+    out, report = unify({"leads": leads}, IdentityConfig())
+    assert _groups(out) == {frozenset("ab"), frozenset("cd"), frozenset("ef")}
+    assert report.merged_via["phone"] == 6 and report.invalid_phones == 0
+
+
+def test_invalid_phones_are_kept_but_not_linked() -> None:
+    leads = _frame([{"lead_id": "L1", "phone": "12345"}, {"lead_id": "L2", "phone": "12345"}]).assign(tag=["a", "b"])
+    out, report = unify({"leads": leads}, IdentityConfig())
+    assert _groups(out) == {frozenset("a"), frozenset("b")}
+    assert report.invalid_phones == 2
+    assert out["leads"]["phone"].tolist() == ["12345", "12345"]
+
+
+def test_chain_through_different_keys() -> None:
+    leads = _frame([{"lead_id": "L1", "email": "a@x.com"}]).assign(tag=["A"])
+    interactions = _frame([{"email": "A@x.com", "phone": "+44 7911 123456"}, {"phone": "07911123456", "customer_id": "C1"}]).assign(tag=["B", "C"])
+    orders = _frame([{"customer_id": "C1"}, {"customer_id": "C2"}]).assign(tag=["D", "E"])
+    out, report = unify({"leads": leads, "interactions": interactions, "orders": orders}, IdentityConfig())
+    assert _groups(out) == {frozenset("ABCD"), frozenset("E")}
+    assert report.persons == 2
+
+
+def test_switchboard_shared_by_ten_people_does_not_merge_them() -> None:
+    rows = [{"lead_id": f"L{i}", "email": f"p{i}@corp.com", "phone": "+44 20 7946 0999"} for i in range(10)]
+    leads = _frame(rows).assign(tag=[f"p{i}" for i in range(10)])
+    # An order reaches the switchboard only: it stays apart from all ten people.
+    orders = _frame([{"customer_id": "C1", "phone": "020 7946 0999"}, {"customer_id": "C2", "email": "P3@corp.com"}]).assign(tag=["sw", "o3"])
+    out, report = unify({"leads": leads, "orders": orders}, IdentityConfig(max_ids_per_key=5))
+    expected = {frozenset({f"p{i}"}) for i in range(10) if i != 3} | {frozenset({"p3", "o3"}), frozenset({"sw"})}
+    assert _groups(out) == expected
+    assert report.shared_keys_ignored == 1
+    shared = report.shared_keys[0]
+    assert shared["kind"] == "phone" and shared["ids"] == 11 and "7946" not in str(shared["key"])
+
+
+def test_key_below_the_limit_still_links() -> None:
+    leads = _frame([{"lead_id": f"L{i}", "phone": "+44 20 7946 0999"} for i in range(3)]).assign(tag=list("abc"))
+    out, report = unify({"leads": leads}, IdentityConfig(max_ids_per_key=5))
+    assert _groups(out) == {frozenset("abc")} and report.shared_keys_ignored == 0
+
+
+def test_person_ids_are_stable_and_do_not_touch_input() -> None:
+    leads = _frame([{"lead_id": "L1", "email": "a@x.com"}, {"lead_id": "L2"}]).assign(tag=["a", "b"])
+    before = leads.copy()
+    first, _ = unify({"leads": leads}, IdentityConfig())
+    second, _ = unify({"leads": leads.iloc[::-1].reset_index(drop=True)}, IdentityConfig())
+    pd.testing.assert_frame_equal(leads, before)
+    ids = dict(zip(first["leads"]["tag"], first["leads"]["person_id"]))
+    assert dict(zip(second["leads"]["tag"], second["leads"]["person_id"])) == ids
+    assert all(p.startswith("P") and len(p) == 17 for p in ids.values())
+
+
+def test_normalise_emails_marks_invalid() -> None:
+    out, invalid = normalise_emails(pd.Series([" A@B.co ", "not-an-email", None, "mailto:x@y.org"]))
+    assert out.tolist()[0] == "a@b.co" and out.tolist()[3] == "x@y.org"
+    assert invalid.tolist() == [False, True, False, False]
+
+
+# --- Against a demo world with ground truth -------------------------------------------------
+
+
+def pairwise_scores(truth: pd.Series, predicted: pd.Series) -> tuple[float, float]:
+    """Pairwise precision and recall of a clustering, from contingency counts (sum of C(n, 2))."""
+    pairs = lambda counts: float((counts * (counts - 1) / 2).sum())  # noqa: E731
+    frame = pd.DataFrame({"t": truth.to_numpy(), "p": predicted.to_numpy()})
+    together = pairs(frame.groupby(["t", "p"]).size().to_numpy(dtype=np.float64))
+    true_pairs = pairs(frame.groupby("t").size().to_numpy(dtype=np.float64))
+    predicted_pairs = pairs(frame.groupby("p").size().to_numpy(dtype=np.float64))
+    return together / max(predicted_pairs, 1.0), together / max(true_pairs, 1.0)
+
+
+def test_pairwise_scores_on_a_known_case() -> None:
+    precision, recall = pairwise_scores(pd.Series([1, 1, 1, 2, 2]), pd.Series(["a", "a", "b", "b", "b"]))
+    assert recall == pytest.approx(2 / 4) and precision == pytest.approx(2 / 4)
+
+
+def _demo_scores(folder: Path, n_people: int) -> tuple[float, float, float]:
+    from radar.demo import generate_world
+
+    from features.ingest import load_crm
+
+    generate_world(n_people, 11, folder, file_format="csv")
+    started = time.perf_counter()
+    result = load_crm(folder, settings=Settings())
+    seconds = time.perf_counter() - started
+    links = pd.read_csv(folder / "truth" / "record_links.csv", dtype={"table": str, "person": str})
+    predicted = []
+    for table in ("leads", "interactions", "orders", "deals"):
+        if table in result.origins:
+            origin = result.origins[table]
+            predicted.append(pd.DataFrame({"table": table, "row_number": origin["row_number"].to_numpy(),
+                                           "person_id": result.data.tables()[table]["person_id"].to_numpy()}))
+    accepted = pd.concat(predicted, ignore_index=True).merge(links, on=["table", "row_number"], how="left")
+    assert accepted["person"].notna().all(), "every accepted record has a true person"
+    precision, recall = pairwise_scores(accepted["person"], accepted["person_id"])
+    print(f"\n{n_people:,} people: {len(accepted):,} records, load {seconds:.1f} s, "
+          f"pairwise precision {precision:.4f}, recall {recall:.4f}")
+    return precision, recall, seconds
+
+
+def _demo_available() -> bool:
+    try:
+        from radar.demo import generate_world  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_demo = pytest.mark.skipif(not _demo_available(), reason="radar.demo.generate_world not written yet")
+
+
+@needs_demo
+def test_demo_world_linking_small(tmp_path: Path) -> None:
+    precision, recall, _ = _demo_scores(tmp_path / "crm", 2_000)
+    assert recall >= 0.99 and 1 - precision <= 0.005
+
+
+@needs_demo
+def test_demo_world_linking_20k(tmp_path: Path) -> None:
+    precision, recall, _ = _demo_scores(tmp_path / "crm", 20_000)
+    assert recall >= 0.99 and 1 - precision <= 0.005

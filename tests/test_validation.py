@@ -1,0 +1,130 @@
+"""Coercion and contract checks on tiny hand-made frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import TABLES
+from features.io import RawTable
+from features.mapping import Mapping, TableMapping
+from features.validation import contract_schema, parse_datetimes, parse_numbers, validate_tables
+
+
+def _raw(frame: pd.DataFrame, name: str = "x.csv") -> RawTable:
+    frame = frame.astype(str).replace("nan", "")
+    return RawTable(Path(name), frame, pd.Series(np.nan, index=frame.index, dtype=object))
+
+
+def _validate(tables: dict[str, pd.DataFrame], mapping: Mapping | None = None):
+    raws = {name: [_raw(frame, f"{name}.csv")] for name, frame in tables.items()}
+    return validate_tables(raws, mapping or Mapping(), Path("."))
+
+
+def test_dates_mixed_formats_offsets_and_words() -> None:
+    values = pd.Series(["2024-03-01", "2024-03-01T12:00:00+02:00", "01/02/2024", "1709294400",
+                        "3 March 2024", "today", "yesterday", "3", "1850-01-01", None])
+    parsed, failed = parse_datetimes(values, ["%d/%m/%Y"], dayfirst=False)
+    assert parsed.dtype == np.dtype("datetime64[ns]")
+    assert parsed.iloc[:5].tolist() == [pd.Timestamp("2024-03-01"), pd.Timestamp("2024-03-01 10:00"),
+                                        pd.Timestamp("2024-02-01"), pd.Timestamp("2024-03-01 12:00"),
+                                        pd.Timestamp("2024-03-03")]
+    assert failed.tolist() == [False] * 5 + [True] * 4 + [False]
+
+
+def test_dayfirst_for_free_form_dates() -> None:
+    parsed, _ = parse_datetimes(pd.Series(["03/04/2024 10:00"]), [], dayfirst=True)
+    assert parsed.item() == pd.Timestamp("2024-04-03 10:00")
+    parsed, _ = parse_datetimes(pd.Series(["03/04/2024 10:00"]), [], dayfirst=False)
+    assert parsed.item() == pd.Timestamp("2024-03-04 10:00")
+
+
+def test_numbers_in_local_forms() -> None:
+    values = pd.Series(["1,234.50", "€12", "(7.5)", "1e3", "abc", "NaN", "-inf", None, " 42 "])
+    numbers, bad, non_finite = parse_numbers(values, ".")
+    assert numbers.iloc[:4].tolist() == [1234.5, 12.0, -7.5, 1000.0] and numbers.iloc[8] == 42.0
+    assert bad.tolist() == [False] * 4 + [True] + [False] * 4
+    assert non_finite.tolist() == [False] * 5 + [True, True, False, False]
+    numbers, _, _ = parse_numbers(pd.Series(["1.234,50", "12,5", "12.5"]), ",")
+    assert numbers.tolist() == [1234.5, 12.5, 12.5]
+
+
+def test_several_problems_make_one_reject_line() -> None:
+    orders = pd.DataFrame({"customer_id": ["C1", "C2"], "email": ["", "ann@x.com"],
+                           "timestamp": ["2024-01-01", "soon"], "amount": ["5", "-3"], "status": ["paid", "lost"]})
+    result = _validate({"orders": orders})["orders"]
+    assert len(result.data) == 1 and len(result.rejects) == 1
+    reject = result.rejects.iloc[0]
+    assert reject.row_number == 2
+    assert reject.field == "timestamp; amount; status"
+    assert reject.reason == "unparseable date 'soon' in timestamp; negative amount -3; unknown order status 'lost'"
+    raw = json.loads(reject.raw)
+    assert raw["email"].startswith("a***@x.com#") and raw["amount"] == "-3"
+
+
+def test_email_value_is_masked_in_rejects() -> None:
+    interactions = pd.DataFrame({"email": ["ann@x.com"], "timestamp": ["2024-01-01"], "type": ["fax"]})
+    mapping = Mapping(tables={"interactions": TableMapping(values={"type": {"Fax": "call"}})})
+    assert _validate({"interactions": interactions}, mapping)["interactions"].rejects.empty  # value map
+    bad_email = pd.DataFrame({"email": ["ann@x.com"], "timestamp": ["2024-01-01"], "type": ["telex"]})
+    rejects = _validate({"interactions": bad_email})["interactions"].rejects
+    assert "ann@x.com" not in rejects.to_csv()
+
+
+def test_unknown_keys_only_when_minting_table_present() -> None:
+    interactions = pd.DataFrame({"customer_id": ["C1", "C9", "C9"], "email": ["", "", "a@b.com"],
+                                 "timestamp": ["2024-01-01"] * 3, "type": ["call"] * 3})
+    alone = _validate({"interactions": interactions})["interactions"]
+    assert alone.rejects.empty  # no orders table: customer ids cannot be checked
+    orders = pd.DataFrame({"customer_id": ["C1"], "timestamp": ["2024-01-01"], "amount": ["1"]})
+    both = _validate({"interactions": interactions, "orders": orders})["interactions"]
+    # C9 alone is unknown; C9 with an e-mail still has a usable person key.
+    assert both.rejects["row_number"].tolist() == [2]
+    assert both.rejects["reason"].item() == "unknown customer_id 'C9'"
+
+
+def test_duplicate_keeps_first_valid_occurrence() -> None:
+    deals = pd.DataFrame({"deal_id": ["D1", "D1", "D1"], "lead_id": ["L1"] * 3,
+                          "created_at": ["never", "2024-01-02", "2024-01-03"]})
+    result = _validate({"deals": deals})["deals"]
+    assert result.data["created_at"].tolist() == [pd.Timestamp("2024-01-02")]
+    assert result.rejects["kind"].tolist() == ["unparseable_date", "duplicate_key"]
+    assert "first in deals.csv row 2" in result.rejects["reason"].iloc[1]
+
+
+def test_extra_columns_kept_for_leads_dropped_elsewhere() -> None:
+    leads = pd.DataFrame({"Lead ID": ["L1"], "Created At": ["2024-01-01"], "Industry": ["retail"], "employees": ["12"]})
+    orders = pd.DataFrame({"customer_id": ["C1"], "timestamp": ["2024-01-01"], "amount": ["3"], "coupon": ["X"]})
+    result = _validate({"leads": leads, "orders": orders})
+    assert result["leads"].attribute_columns == ["Industry", "employees"]
+    assert result["leads"].data["lead_id"].item() == "L1"  # "Lead ID" matched without a mapping
+    assert result["leads"].data["employees"].dtype == np.dtype("float64")
+    assert result["orders"].dropped_columns == ["coupon"] and "coupon" not in result["orders"].data
+
+
+def test_missing_markers_are_configurable() -> None:
+    spend = pd.DataFrame({"date": ["2024-01-01"] * 3, "channel": ["ads", "Select", "unknown"], "amount": ["1"] * 3})
+    default = _validate({"spend": spend})["spend"]
+    assert default.rejects["row_number"].tolist() == [2]
+    custom = _validate({"spend": spend}, Mapping(missing_markers=["", "unknown"]))["spend"]
+    assert custom.rejects["row_number"].tolist() == [3]
+
+
+def test_schema_is_built_from_the_contract() -> None:
+    schema = contract_schema(TABLES["orders"])
+    assert set(schema.columns) == set(TABLES["orders"].names)
+    assert not schema.columns["amount"].nullable and schema.columns["status"].nullable
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+def test_accepted_plus_rejected_is_read_on_random_junk(table: str) -> None:
+    rng = np.random.default_rng(3)
+    junk = ["", "x", "-1", "2024-01-01", "1e9", "inf", "call", "paid", "L1", "a@b.com", "N/A", "0"]
+    frame = pd.DataFrame({c: rng.choice(junk, 200) for c in TABLES[table].names})
+    result = _validate({table: frame})[table]
+    assert len(result.data) + len(result.rejects) == 200
+    assert result.rejects["row_number"].is_unique
