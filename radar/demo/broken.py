@@ -25,7 +25,14 @@ KINDS: dict[str, dict[str, float]] = {
     "spend": {"bad_date": 0.5, "negative_amount": 0.5},
 }
 DATE_COLUMN = {"leads": "created_at", "interactions": "timestamp", "orders": "timestamp", "deals": "created_at", "spend": "date"}
-REQUIRED_TO_DROP = {"leads": ("created_at", "lead_id"), "interactions": ("timestamp", "type"), "orders": ("amount",), "deals": ("deal_id",)}
+#: Required fields that go missing. Ids are never blanked: other tables refer to them, and a
+#: blank id would leave those references dangling in rows that are not themselves broken.
+REQUIRED_TO_DROP = {
+    "leads": ("created_at",),
+    "interactions": ("timestamp", "type"),
+    "orders": ("amount", "timestamp"),
+    "deals": ("created_at",),
+}
 
 
 def _replace(values: pa.Array, rows: np.ndarray, new: pa.Array) -> pa.Array:
@@ -56,6 +63,9 @@ def break_rows(rng: np.random.Generator, table: Table, share: float, orphan_star
     rows = np.sort(rng.choice(n, size=k, replace=False))
     names = list(KINDS[table.name])
     kind = rng.choice(len(names), size=k, p=list(KINDS[table.name].values()))
+    if table.keep_keys is not None and "orphan_key" in names:
+        # Orphaning the row that mints a customer id would orphan that customer's other rows.
+        kind = np.where(table.keep_keys[rows] & (kind == names.index("orphan_key")), 0, kind)
     cols = table.columns
     for ki, name in enumerate(names):
         hit = rows[kind == ki]
@@ -89,5 +99,7 @@ def _orphan(table: Table, rows: np.ndarray, orphan_start: dict[str, int]) -> Non
             cols[c] = _nulls(cols[c], rows)
     width = len(cols[column].drop_null()[0].as_py()) - 1 if cols[column].null_count < len(cols[column]) else 7
     numbers = orphan_start[column] + np.arange(len(rows))
+    # Advance the counter so orphans in different tables do not match each other either.
+    orphan_start[column] += len(rows)
     text = pc.utf8_lpad(pa.array(numbers).cast(pa.string()), width=width, padding="0")
     cols[column] = _replace(cols[column], rows, pc.binary_join_element_wise(prefix, text, ""))

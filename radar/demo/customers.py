@@ -25,6 +25,8 @@ TRIGGERS: tuple[str, ...] = ("complaint", "support ticket", "failed payment", "l
 TRIGGER_SHARE = np.array([0.35, 0.2, 0.25, 0.2])
 #: Mean days between orders for an average consumer / business.
 MEAN_GAP_DAYS = (50.0, 40.0)
+#: Gamma shape of buying rates across customers: lower means more unequal customers.
+BUY_RATE_SHAPE = 1.5
 #: Mean customer lifetime in days (consumer, business) before heterogeneity.
 MEAN_LIFE_DAYS = (650.0, 1000.0)
 ORDER_FAILED, ORDER_REFUNDED = 0.04, 0.025
@@ -88,7 +90,7 @@ def sample_customers(rng: np.random.Generator, people: People, converted: np.nda
     m = len(person)
     b2b = people.b2b[person]
     mean_rate = 1.0 / np.where(b2b, MEAN_GAP_DAYS[1], MEAN_GAP_DAYS[0])
-    buy_rate = rng.gamma(1.0, mean_rate)
+    buy_rate = rng.gamma(BUY_RATE_SHAPE, mean_rate / BUY_RATE_SHAPE)
     relative = buy_rate / mean_rate
     satisfaction = rng.standard_normal(m)
     life = np.where(b2b, MEAN_LIFE_DAYS[1], MEAN_LIFE_DAYS[0]) * relative**0.25 * np.exp(0.25 * satisfaction)
@@ -108,7 +110,7 @@ def sample_customers(rng: np.random.Generator, people: People, converted: np.nda
         order_value=np.where(b2b, 450.0, 65.0) * rng.lognormal(0.0, 0.6, m),
         favourite=pick(rng, vocab.CATEGORY_SHARE[None, :], np.zeros(m, dtype=np.int64)),
         order_channel=pick(rng, channel_share, b2b.astype(np.int64)),
-        engagement_rate=0.06 * relative**0.5 * rng.lognormal(0.0, 0.5, m) * np.exp(0.2 * people.intent[person]),
+        engagement_rate=0.05 * relative**0.5 * rng.lognormal(0.0, 0.5, m) * np.exp(0.2 * people.intent[person]),
         satisfaction=satisfaction,
         churn_at=churn_at,
         churn_kind=np.where(service, SERVICE, INDIFFERENCE),

@@ -12,12 +12,12 @@ from radar.demo import vocab
 from radar.demo.events import EVENT_CHANNELS, TYPE, Events, concat, make_events, pick, poisson_in_windows, type_mix
 from radar.demo.people import People
 
-#: Journey touchpoints for an average-intent person.
-JOURNEY_EVENTS = 5.0
+#: Journey touchpoints per day for an average-intent person.
+JOURNEY_RATE = 0.12
 #: Where each stage ends, as a fraction of the journey (need, search, evaluation, decision).
 STAGE_BOUNDS = np.array([0.15, 0.40, 0.75])
-#: Marketing e-mails/ads reach a lead about every three weeks until they unsubscribe.
-NURTURE_RATE = 1.0 / 21.0
+#: Marketing e-mails/ads reach a lead about every five weeks until they unsubscribe.
+NURTURE_RATE = 1.0 / 35.0
 NURTURE_MEAN_DAYS = 240.0
 
 _STAGE_MIX = [
@@ -51,7 +51,7 @@ _SOURCE_CHANNEL = {
 
 def journey_windows(rng: np.random.Generator, people: People, converted: np.ndarray) -> np.ndarray:
     """When each person's journey ends: at conversion, or after a short look around."""
-    look_around = 1.0 + rng.exponential(25.0, people.n)
+    look_around = 1.0 + rng.exponential(30.0, people.n)
     return np.where(np.isnan(converted), people.created + look_around, converted)
 
 
@@ -63,13 +63,12 @@ def lead_journeys(rng: np.random.Generator, people: People, converted: np.ndarra
     creation = make_events(np.arange(n), people.created, first_type, channel=first_channel[people.source])
 
     end = journey_windows(rng, people, converted)
-    mu = JOURNEY_EVENTS * np.exp(0.55 * people.intent + rng.normal(0.0, 0.5, n))
-    counts = rng.poisson(mu)
-    who = np.repeat(np.arange(n), counts)
+    # Intent shows as how often someone comes back, from the first week on.
+    rate = JOURNEY_RATE * np.exp(1.0 * people.intent + rng.normal(0.0, 0.4, n))
+    who, t = poisson_in_windows(rng, np.arange(n), people.created, end, rate)
     # Converters go all the way to a decision; others stop somewhere along the way.
     depth = np.where(np.isnan(converted), rng.uniform(0.25, 1.0, n), 1.0)
-    u = rng.random(len(who)) * depth[who]
-    t = people.created[who] + u * (end - people.created)[who]
+    u = (t - people.created[who]) / (end - people.created)[who] * depth[who]
     stage = np.searchsorted(STAGE_BOUNDS, u)
     kind = pick(rng, _stage_mixes(), stage + 4 * people.b2b[who])
     journey = make_events(who, t, kind)

@@ -14,9 +14,9 @@ NONE = -1
 #: Baseline conversion logit, chosen so that about one lead in five ever buys.
 BASE_LOGIT = -2.1
 #: How strongly the engagement latent (which shows in behaviour) drives conversion.
-INTENT_WEIGHT = 1.0
+INTENT_WEIGHT = 1.2
 #: Unobservable luck: what no feature can see. Keeps AUC well below 1.
-LUCK_SD = 0.9
+LUCK_SD = 0.7
 
 
 @dataclass

@@ -49,6 +49,8 @@ class Table:
     name: str
     columns: dict[str, pa.Array]
     person: np.ndarray
+    #: Rows whose keys must survive breakage (the order that minted a customer id).
+    keep_keys: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -211,7 +213,7 @@ def orders_table(rng: np.random.Generator, clock: Clock, people: People, ident: 
         "category": col.labels(vocab.CATEGORIES, orders.category),
         "channel": col.labels(vocab.ORDER_CHANNELS, orders.channel),
     }
-    return Table("orders", columns, orders.person)
+    return Table("orders", columns, orders.person, keep_keys=orders.first)
 
 
 def deals_table(rng: np.random.Generator, clock: Clock, people: People, ident: Identity,
