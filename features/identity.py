@@ -61,14 +61,25 @@ class IdentityReport:
 # --- Normalisation ---------------------------------------------------------------------------
 
 
+def _on_distinct(values: pd.Series, normalise) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a normaliser to each distinct value once; return (codes, normalised uniques)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return codes, normalise(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
+
+
+def _email_form(text: pd.Series) -> pd.Series:
+    cleaned = text.str.strip().str.lower().str.removeprefix("mailto:")
+    return cleaned.where(cleaned.str.fullmatch(_EMAIL.pattern, na=False).astype(bool), np.nan)
+
+
 def normalise_emails(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Trimmed, lower-case e-mails (NaN where missing or not an address) and an invalid mask."""
-    text = values.astype(object).where(values.notna(), np.nan)
-    cleaned = text.str.strip().str.lower()
-    cleaned = cleaned.str.removeprefix("mailto:")
-    valid = cleaned.str.fullmatch(_EMAIL.pattern, na=False).astype(bool)
-    invalid = cleaned.notna() & ~valid
-    return cleaned.where(valid, np.nan), invalid
+    codes, forms = _on_distinct(values, _email_form)
+    normal = forms.to_numpy(dtype=object)
+    picked = normal[np.maximum(codes, 0)] if len(normal) else np.full(len(codes), np.nan, dtype=object)
+    out = pd.Series(np.where(codes >= 0, picked, np.nan), index=values.index, dtype=object)
+    invalid = pd.Series(codes >= 0, index=values.index) & out.isna()
+    return out, invalid
 
 
 def region_of(country: pd.Series | None, default_region: str, index: pd.Index) -> pd.Series:
@@ -92,26 +103,46 @@ def _e164(raw: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _phone_key(raw: pd.Series) -> pd.Series:
+    """"+44 (0)20-7946 0000" → "+442079460000": one parse serves every way of writing it.
+
+    Only strings made of digits and punctuation are reduced; anything else (extensions,
+    words) is parsed as written.
+    """
+    text = raw.str.strip()
+    plain = text.str.fullmatch(r"[+\d\s\-./()]+", na=False)
+    reduced = text.str.replace("(0)", "", regex=False).str.replace(r"(?!^\+)[^\d]", "", regex=True)
+    return reduced.where(plain, text)
+
+
 def normalise_phones(values: pd.Series, regions: pd.Series | str) -> tuple[pd.Series, pd.Series]:
     """E.164 numbers (NaN where missing or invalid) and an invalid mask.
 
     phonenumbers is slow per call, so each distinct (number, region) is parsed once;
     numbers written with "+" do not depend on the region and share one parse.
     """
-    text = values.astype(object).where(values.notna(), np.nan).str.strip()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if len(uniques) == 0:
+        return pd.Series(np.nan, index=values.index, dtype=object), pd.Series(False, index=values.index)
+    raw = _phone_key(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
     if isinstance(regions, str):
-        regions = pd.Series(regions, index=values.index, dtype=object)
-    present = text.notna() & (text != "")
-    international = text.str.startswith("+", na=False).astype(bool)
-    region = regions.where(~international, "")
-    pairs = pd.DataFrame({"raw": text[present], "region": region[present]})
+        region_codes, region_names = np.zeros(len(values), dtype=np.int64), np.asarray([regions], dtype=object)
+    else:
+        region_codes, region_names = pd.factorize(regions.astype(object).fillna(""))
+        region_names = np.asarray(region_names, dtype=object)
+    present = (codes >= 0) & np.isin(codes, np.flatnonzero((raw != "").to_numpy()))
+    international = raw.str.startswith("+", na=False).to_numpy(dtype=bool)
+    # One parse per (number, region); a "+" number ignores the region (-1).
+    pair_region = np.where(international[np.maximum(codes, 0)], -1, region_codes)
+    pairs = pd.DataFrame({"n": codes[present], "r": pair_region[present]})
     distinct = pairs.drop_duplicates()
-    parsed = [_e164(r, g) for r, g in zip(distinct["raw"].tolist(), distinct["region"].tolist())]
+    raw_list, regions_list = raw.to_numpy(), region_names
+    parsed = [_e164(raw_list[n], regions_list[r] if r >= 0 else "") for n, r in zip(distinct["n"].to_numpy(), distinct["r"].to_numpy())]
     distinct = distinct.assign(e164=pd.Series(parsed, index=distinct.index, dtype=object))
-    joined = pairs.merge(distinct, on=["raw", "region"], how="left")["e164"].to_numpy()
+    joined = pairs.merge(distinct, on=["n", "r"], how="left")["e164"].to_numpy()
     out = pd.Series(np.nan, index=values.index, dtype=object)
     out[present] = joined
-    invalid = present & out.isna()
+    invalid = pd.Series(present, index=values.index) & out.isna()
     return out, invalid
 
 
@@ -191,17 +222,21 @@ def _shared_keys(codes: pd.DataFrame, uniques: dict[str, pd.Index], limit: int) 
     return shared
 
 
-def _person_ids(labels: np.ndarray, key_labels: np.ndarray, key_names: np.ndarray,
-                fallback: pd.Series) -> np.ndarray:
+def _person_ids(n_components: int, key_labels: np.ndarray, key_names: np.ndarray,
+                tuple_labels: np.ndarray, fallback: pd.Series) -> np.ndarray:
     """A stable id per component: "P" + a hash of its smallest key (or of its raw keys)."""
-    n_components = int(max(labels.max(initial=-1), key_labels.max(initial=-1))) + 1
-    smallest = pd.Series(key_names, dtype=object).groupby(key_labels).min()
     names = pd.Series(np.nan, index=range(n_components), dtype=object)
-    names[smallest.index] = smallest.to_numpy()
+    order = np.argsort(key_names, kind="stable")
+    first = pd.Series(key_labels[order]).drop_duplicates()
+    names.iloc[first.to_numpy()] = key_names[order][first.index.to_numpy()]
     # Components without a linkable key: name them by their raw keys (first tuple seen).
-    first_fallback = fallback.groupby(labels).first()
-    names = names.where(names.notna(), "unlinked:" + first_fallback.reindex(names.index).astype(str))
-    hashes = pd.util.hash_pandas_object(names, index=False).to_numpy()
+    unnamed = names.isna().to_numpy()
+    if unnamed.any():
+        first_tuple = pd.Series(tuple_labels).drop_duplicates()
+        raw_names = pd.Series(np.nan, index=range(n_components), dtype=object)
+        raw_names.iloc[first_tuple.to_numpy()] = ("unlinked:" + fallback.iloc[first_tuple.index.to_numpy()]).to_numpy()
+        names = names.where(~unnamed, raw_names)
+    hashes = pd.util.hash_pandas_object(names.astype(str), index=False).to_numpy()
     return np.char.add("P", np.char.mod("%016x", hashes.astype(np.uint64)))
 
 
@@ -238,18 +273,17 @@ def link(records: _Records, config: IdentityConfig) -> tuple[np.ndarray, Identit
         cols.append(tuples[kind].to_numpy()[present] + offsets[kind])
     row_idx, col_idx = np.concatenate(rows), np.concatenate(cols)
     graph = coo_matrix((np.ones(len(row_idx), dtype=np.int8), (row_idx, col_idx)), shape=(offset, offset))
-    _, labels = connected_components(graph, directed=False)
-    key_labels = labels[col_idx]
+    n_components, labels = connected_components(graph, directed=False)
     key_names = np.concatenate(
-        [(kind + ":" + uniques[kind][tuples[kind].to_numpy()[tuples[kind].to_numpy() >= 0]].astype(str)).to_numpy()
-         for kind in KEY_KINDS]
-    ).astype(object)
+        [(kind + ":" + pd.Series(np.asarray(uniques[kind], dtype=object)).astype(str)).to_numpy(dtype=object) for kind in KEY_KINDS]
+    )
+    key_labels = labels[n_tuples:]
     firsts = keys.iloc[first_row].reset_index(drop=True)
     fallback = records.unlinkable.iloc[first_row].reset_index(drop=True)
     for kind in KEY_KINDS:
         fallback = fallback + "|" + firsts[kind].fillna("").astype(str)
     tuple_labels = labels[:n_tuples]
-    component_person = _person_ids(tuple_labels, key_labels, key_names, fallback)
+    component_person = _person_ids(n_components, key_labels, key_names, tuple_labels, fallback)
     person = component_person[tuple_labels][tuple_of]
     report = IdentityReport(
         records=len(person),

@@ -27,6 +27,9 @@ PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
 EXCEL_SUFFIXES: tuple[str, ...] = (".xlsx",)
 READABLE_SUFFIXES: tuple[str, ...] = CSV_SUFFIXES + PARQUET_SUFFIXES + EXCEL_SUFFIXES
 
+# Arrow-backed text: trimming and matching millions of cells is several times faster than
+# on Python objects, and it is the same on pandas 2 and 3.
+TEXT_DTYPE = "string[pyarrow]"
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 # Tried in order: exports are UTF-8 nowadays; Windows tools still write cp1252 ("Latin-1"),
 # and latin-1 itself decodes any byte, so it is the last resort.
@@ -183,7 +186,7 @@ def _read_csv_lenient(
 ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     try:
         frame = pd.read_csv(
-            path, sep=delimiter, header=0, names=names, index_col=False, dtype=str,
+            path, sep=delimiter, header=0, names=names, index_col=False, dtype=TEXT_DTYPE,
             keep_default_na=False, encoding=encoding, skip_blank_lines=True, engine="c",
         )
     except pd.errors.ParserError:
@@ -203,6 +206,7 @@ def _read_csv_rows(
     counts = np.fromiter((len(r) for r in body), dtype=np.int64, count=len(body))
     fitted = [r[:width] + [""] * (width - len(r)) if len(r) != width else r for r in body]
     frame = pd.DataFrame(fitted, columns=names, dtype=object) if body else pd.DataFrame(columns=names, dtype=object)
+    frame = frame.astype(TEXT_DTYPE)
     errors = pd.Series(np.nan, index=frame.index, dtype=object)
     wrong = counts != width
     errors[wrong] = [f"row has {n} fields, the header has {width}" for n in counts[wrong]]
@@ -215,8 +219,8 @@ def _read_csv_rows(
 def _short_rows(frame: pd.DataFrame, width: int) -> pd.Series:
     """Reasons for rows with fewer fields than the header (NaN elsewhere).
 
-    Missing cells are "" under keep_default_na=False; NaN only appears where a row ended
-    early, so those rows are marked and their gaps filled with "".
+    Missing cells are "" under keep_default_na=False; a missing value only appears where
+    a row ended early (the python fallback), so those rows are marked.
     """
     errors = pd.Series(np.nan, index=frame.index, dtype=object)
     if frame.empty:

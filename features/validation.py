@@ -34,7 +34,6 @@ ABSURD_NUMBER = 1e12
 PLAUSIBLE_YEARS = (1950, 2100)
 # Names Radar adds itself; an input column with such a name would be overwritten.
 RESERVED_COLUMNS: frozenset[str] = frozenset({"person_id"})
-_PANDAS3 = int(pd.__version__.split(".")[0]) >= 3
 _SINGULAR = {"leads": "lead", "interactions": "interaction", "orders": "order", "deals": "deal", "spend": "spend"}
 
 
@@ -77,10 +76,25 @@ class Problems:
 # --- Text helpers ---------------------------------------------------------------------------
 
 
+def _text_dtype() -> object:
+    # pandas 3's default "str" (Arrow-backed, NaN for missing, plain bool comparisons);
+    # pandas 2.3 offers the same dtype, 2.2 only object.
+    try:
+        return pd.StringDtype("pyarrow", na_value=np.nan)
+    except TypeError:
+        return object
+
+
+TEXT_OUTPUT_DTYPE = _text_dtype()
+
+
 def text_output(values: pd.Series) -> pd.Series:
-    """Text in the running pandas' default string form: object on pandas 2, str on 3."""
-    out = values.astype(object).where(values.notna(), np.nan)
-    return out.astype("str") if _PANDAS3 else out
+    """Text as the contract hands it out: pandas 3's "str" dtype (object on pandas 2.2)."""
+    if TEXT_OUTPUT_DTYPE is object:
+        return values.astype(object).where(values.notna(), np.nan)
+    if values.dtype == object:
+        values = values.where(values.notna(), np.nan)
+    return values.astype(TEXT_OUTPUT_DTYPE)
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -100,7 +114,7 @@ def _blank_missing(values: pd.Series, missing: frozenset[str]) -> pd.Series:
     marker = np.zeros(len(values), dtype=bool)
     short_mask = short.fillna(False).to_numpy(dtype=bool)
     if short_mask.any():
-        marker[short_mask] = values[short_mask].str.casefold().isin(missing).to_numpy(dtype=bool)
+        marker[short_mask] = values[short_mask].str.lower().isin(missing).fillna(False).to_numpy(dtype=bool)
     empty = (values.str.len() == 0).fillna(False).to_numpy(dtype=bool)
     return values.where(~(marker | empty), np.nan)
 
@@ -512,12 +526,15 @@ def _ok_mask(table: PreparedTable) -> np.ndarray:
 
 
 def minted_ids(prepared: dict[str, PreparedTable]) -> dict[str, set[str] | None]:
-    """Ids issued by their minting tables (None when that table was not given)."""
+    """Ids issued by their minting tables (None when that table was not given).
+
+    Rows of the minting table that are themselves rejected still issued their id: the
+    lead exists, its row is only broken, so its events are kept, not rejected in cascade.
+    """
     issued: dict[str, set[str] | None] = {"lead_id": None, "customer_id": None}
     for key, table in (("lead_id", "leads"), ("customer_id", "orders")):
         if table in prepared:
-            frame = prepared[table]
-            issued[key] = set(frame.values[key][_ok_mask(frame)].dropna().tolist())
+            issued[key] = set(prepared[table].values[key].dropna().unique().tolist())
     return issued
 
 
