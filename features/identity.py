@@ -180,7 +180,8 @@ def _stack(tables: dict[str, pd.DataFrame], default_region: str) -> tuple[_Recor
                     "phone": phone.to_numpy(),
                     "bad_email": _column(frame, "email").where(bad_email, np.nan).to_numpy(),
                     "bad_phone": _column(frame, "phone").where(bad_phone, np.nan).to_numpy(),
-                }
+                },
+                dtype=object,
             )
         )
     stacked = pd.concat(parts, ignore_index=True)

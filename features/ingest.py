@@ -22,7 +22,14 @@ from features.identity import PERSON_TABLES, IdentityReport, unify
 from features.io import READABLE_SUFFIXES, RawTable, is_readable, read_table
 from features.mapping import Mapping, load_mapping
 from features.privacy import pseudonymise
-from features.validation import REJECT_COLUMNS, ValidatedTable, empty_rejects, text_output, validate_tables
+from features.validation import (
+    REJECT_COLUMNS,
+    TEXT_OUTPUT_DTYPE,
+    ValidatedTable,
+    empty_rejects,
+    text_output,
+    validate_tables,
+)
 from radar.config import Settings, load_settings
 
 #: Called as work progresses: a message and the fraction done (None when unknown).
@@ -214,7 +221,8 @@ def load_crm(
     region = mapping.default_phone_region or settings.identity.default_phone_region
     tables, identity = unify(tables, settings.identity, region)
     tables = _hash_columns(_to_text(tables), mapping)
-    rejects = pd.concat([t.rejects for t in validated.values()], ignore_index=True) if validated else empty_rejects()
+    parts = [t.rejects for t in validated.values() if not t.rejects.empty]
+    rejects = pd.concat(parts, ignore_index=True) if parts else empty_rejects()
     report = IngestReport(
         source=str(path),
         mapping=str(mapping_path) if mapping_path else None,
@@ -273,7 +281,7 @@ def read_validated(folder: Path) -> LoadResult:
         raise RadarInputError("validated with another Radar version; validate again", folder)
     tables, origins = {}, {}
     for name in marker["tables"]:
-        tables[name] = _restore_dtypes(pd.read_parquet(folder / f"{name}.parquet"))
+        tables[name] = _read_parquet_text(folder / f"{name}.parquet")
         origin = folder / "origins" / f"{name}.parquet"
         if origin.is_file():
             origins[name] = pd.read_parquet(origin)
@@ -283,10 +291,15 @@ def read_validated(folder: Path) -> LoadResult:
     return LoadResult(CRMData(**tables), rejects if not rejects.empty else empty_rejects(), report, origins)
 
 
-def _restore_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parquet gives object strings on pandas 2 and str on 3 already; keep text consistent."""
-    text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)]
-    return frame.assign(**{c: text_output(frame[c]) for c in text}) if text else frame
+def _read_parquet_text(path: Path) -> pd.DataFrame:
+    """Read a stored table with text straight into the contract's text dtype (no objects)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if TEXT_OUTPUT_DTYPE is object:
+        return pd.read_parquet(path)
+    mapping = {pa.string(): TEXT_OUTPUT_DTYPE, pa.large_string(): TEXT_OUTPUT_DTYPE}
+    return pq.read_table(path).to_pandas(types_mapper=mapping.get)
 
 
 # --- Printing --------------------------------------------------------------------------------

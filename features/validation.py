@@ -634,7 +634,7 @@ def _rejects(table: PreparedTable, rejected: np.ndarray) -> pd.DataFrame:
     personal = problems["field"].isin(["email", "phone"])
     masked = masked.where(~personal | (masked == ""), masked.map(mask))
     problems = problems.assign(value=masked.astype(str))
-    joined = problems.groupby("pos", sort=True).agg({c: "; ".join for c in ("field", "value", "reason", "kind")})
+    joined = _join_per_row(problems)
     positions = joined.index.to_numpy()
     origins = table.origins.iloc[positions]
     out = pd.DataFrame(
@@ -650,6 +650,15 @@ def _rejects(table: PreparedTable, rejected: np.ndarray) -> pd.DataFrame:
         }
     )
     return out.reset_index(drop=True)
+
+
+def _join_per_row(problems: pd.DataFrame) -> pd.DataFrame:
+    """One line per row; several problems are joined with "; " (only those go through Python)."""
+    columns = ["field", "value", "reason", "kind"]
+    repeated = problems["pos"].duplicated(keep=False)
+    single = problems.loc[~repeated].set_index("pos")[columns]
+    multi = problems.loc[repeated].groupby("pos", sort=False).agg({c: "; ".join for c in columns})
+    return pd.concat([single, multi]).sort_index()
 
 
 def _raw_json(table: PreparedTable, positions: np.ndarray) -> np.ndarray:
