@@ -94,16 +94,17 @@ def poisson_in_windows(
 def pick(rng: np.random.Generator, probs: np.ndarray, group: np.ndarray) -> np.ndarray:
     """For each row, a category drawn from ``probs[group]`` (one distribution per group).
 
-    Loops over the few groups, not the rows, and never builds a rows x categories matrix.
+    One searchsorted over all groups' cumulative probabilities laid end to end (group g's
+    live in [g, g + 1]), so there is neither a loop over rows nor a rows x categories matrix.
     """
+    n_groups, k = probs.shape
     cum = np.cumsum(probs, axis=1)
     cum /= cum[:, -1:]
-    u = rng.random(len(group))
-    out = np.zeros(len(group), dtype=np.int64)
-    for g in np.unique(group):
-        rows = group == g
-        out[rows] = np.minimum(np.searchsorted(cum[g], u[rows], side="right"), probs.shape[1] - 1)
-    return out
+    flat = (cum + np.arange(n_groups)[:, None]).ravel()
+    group = np.asarray(group, dtype=np.int64)
+    u = rng.random(len(group)) * (1.0 - 1e-12)
+    hit = np.searchsorted(flat, group + u, side="right") - group * k
+    return np.clip(hit, 0, k - 1)
 
 
 def type_mix(mix: dict[str, float]) -> np.ndarray:

@@ -29,7 +29,7 @@ def record_links(tables: list[Table], pids: pa.Array) -> pa.Table:
         parts.append(
             pa.table(
                 {
-                    "table": pa.array(np.full(t.n_rows, t.name)),
+                    "table": pa.array([t.name]).take(pa.array(np.zeros(t.n_rows, dtype=np.int64))),
                     "row_number": pa.array(np.arange(1, t.n_rows + 1, dtype=np.int64)),
                     "person": pids.take(pa.array(t.person)),
                 }
