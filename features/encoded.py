@@ -74,13 +74,21 @@ class DealRecords:
 
 
 @dataclass(frozen=True)
+class TextAttribute:
+    """A text lead column as codes into ``categories`` (sorted; -1: missing)."""
+
+    codes: np.ndarray
+    categories: np.ndarray
+
+
+@dataclass(frozen=True)
 class LeadRecords:
-    """Leads with their source and attribute columns (frame rows align with the arrays)."""
+    """Leads with their source and attributes: float64 arrays (numbers) or text codes."""
 
     code: np.ndarray
     created: np.ndarray
     converted: np.ndarray
-    attributes: pd.DataFrame
+    attributes: dict[str, "np.ndarray | TextAttribute"]
 
 
 @dataclass(frozen=True)
@@ -117,41 +125,52 @@ def lead_attribute_columns(leads: pd.DataFrame | None) -> list[str]:
 
 def encode(data: CRMData, persons: Sequence[object] | None = None) -> EncodedCRM:
     """Encode ``data`` for the given persons, or for everyone in it when ``persons`` is None."""
-    tables = [data.leads, data.interactions, data.orders, data.deals]
-    ids = _person_universe(tables, persons)
-    leads = _encode_leads(data.leads, ids)
-    deals, deal_ids = _encode_deals(data.deals, ids)
-    interactions = _encode_interactions(data.interactions, ids, deal_ids)
-    orders = _encode_orders(data.orders, ids)
+    tables = {
+        "leads": _or_empty(data.leads, "created_at"),
+        "interactions": _or_empty(data.interactions, "timestamp"),
+        "orders": _or_empty(data.orders, "timestamp"),
+        "deals": _or_empty(data.deals, "created_at", "deal_id"),
+    }
+    # Hash each (long) person column once; only the distinct ids are looked up after that.
+    factorized = {name: _factorize_persons(table) for name, table in tables.items()}
+    ids = _person_universe([uniques for _, uniques in factorized.values()], persons)
+    codes = {name: _lookup(local, uniques, ids) for name, (local, uniques) in factorized.items()}
+    leads = _encode_leads(tables["leads"], codes["leads"])
+    deals, deal_ids = _encode_deals(tables["deals"], codes["deals"])
+    interactions = _encode_interactions(tables["interactions"], codes["interactions"], deal_ids)
+    orders = _encode_orders(tables["orders"], codes["orders"])
     first_seen = _first_seen(len(ids), leads, interactions, orders, deals)
     return EncodedCRM(ids, first_seen, persons is not None, leads, interactions, orders, deals)
 
 
-def _person_universe(tables: list[pd.DataFrame | None], persons: Sequence[object] | None) -> pd.Index:
-    if persons is not None:
-        given = pd.Index(list(persons), dtype=object)
-        return given.dropna().unique().sort_values().rename(PERSON_COLUMN)
-    uniques = [
-        pd.Series(t[PERSON_COLUMN].dropna().unique())
-        for t in tables
-        if t is not None and PERSON_COLUMN in t.columns
-    ]
-    if not uniques:
-        return pd.Index([], dtype=object, name=PERSON_COLUMN)
-    return pd.Index(pd.concat(uniques, ignore_index=True).unique()).sort_values().rename(PERSON_COLUMN)
+def _or_empty(table: pd.DataFrame | None, *columns: str) -> pd.DataFrame:
+    """An absent table behaves as an empty one with the columns the encoders need."""
+    if table is not None:
+        return table
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in (PERSON_COLUMN, *columns)})
 
 
-def _person_codes(frame: pd.DataFrame, ids: pd.Index) -> np.ndarray:
-    """Codes of each row's person (-1: no person, or not one of ``ids``).
-
-    Factorising first hashes each long column once; only the (few) distinct ids are then
-    looked up in ``ids``.
-    """
+def _factorize_persons(frame: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
     if PERSON_COLUMN not in frame.columns:
         raise KeyError("tables need a person_id column: unify identities before features")
     local, uniques = pd.factorize(frame[PERSON_COLUMN])
-    lookup = np.append(ids.get_indexer(pd.Index(uniques)), -1).astype(np.int64)
-    return lookup[local]
+    return local, pd.Index(uniques)
+
+
+def _person_universe(uniques: list[pd.Index], persons: Sequence[object] | None) -> pd.Index:
+    """The sorted person ids: the given ones, or everyone with any row."""
+    if persons is not None:
+        found = pd.Index(list(persons), dtype=object).dropna().unique()
+    else:
+        found = pd.Index(pd.concat([u.to_series() for u in uniques], ignore_index=True).unique())
+    return found.sort_values().rename(PERSON_COLUMN)
+
+
+def _lookup(local: np.ndarray, uniques: pd.Index, ids: pd.Index) -> np.ndarray:
+    """Codes of each row's person in ``ids`` (-1: no person, or not one of ``ids``)."""
+    positions = ids.get_indexer(uniques) if len(uniques) else np.zeros(0, dtype=np.int64)
+    # factorize marks missing ids with -1, which picks the appended -1.
+    return np.append(positions, -1).astype(np.int64)[local]
 
 
 def _category_codes(frame: pd.DataFrame, name: str, categories: tuple[str, ...]) -> np.ndarray:
@@ -173,10 +192,8 @@ def _keep(code: np.ndarray, t: np.ndarray) -> np.ndarray:
     return (code >= 0) & (t != NAT)
 
 
-def _encode_orders(orders: pd.DataFrame | None, ids: pd.Index) -> OrderEvents:
-    if orders is None:
-        orders = pd.DataFrame({PERSON_COLUMN: [], "timestamp": []})
-    code, t = _person_codes(orders, ids), column_ns(orders, "timestamp")
+def _encode_orders(orders: pd.DataFrame, code: np.ndarray) -> OrderEvents:
+    t = column_ns(orders, "timestamp")
     status = _category_codes(orders, "status", ORDER_STATUSES)
     if "status" in orders.columns:
         # An order without a status is a purchase: exports of sales often carry no status.
@@ -190,12 +207,8 @@ def _encode_orders(orders: pd.DataFrame | None, ids: pd.Index) -> OrderEvents:
     return OrderEvents(code[order], t[order], amount[order], status[order])
 
 
-def _encode_interactions(
-    interactions: pd.DataFrame | None, ids: pd.Index, deal_ids: pd.Index
-) -> InteractionEvents:
-    if interactions is None:
-        interactions = pd.DataFrame({PERSON_COLUMN: [], "timestamp": []})
-    code, t = _person_codes(interactions, ids), column_ns(interactions, "timestamp")
+def _encode_interactions(interactions: pd.DataFrame, code: np.ndarray, deal_ids: pd.Index) -> InteractionEvents:
+    t = column_ns(interactions, "timestamp")
     deal = np.full(len(interactions), -1, dtype=np.int64)
     if "deal_id" in interactions.columns and len(deal_ids):
         deal = deal_ids.get_indexer(pd.Index(interactions["deal_id"])).astype(np.int64)
@@ -210,10 +223,8 @@ def _encode_interactions(
     )
 
 
-def _encode_deals(deals: pd.DataFrame | None, ids: pd.Index) -> tuple[DealRecords, pd.Index]:
-    if deals is None:
-        deals = pd.DataFrame({PERSON_COLUMN: [], "created_at": [], "deal_id": []})
-    code, created = _person_codes(deals, ids), column_ns(deals, "created_at")
+def _encode_deals(deals: pd.DataFrame, code: np.ndarray) -> tuple[DealRecords, pd.Index]:
+    created = column_ns(deals, "created_at")
     keep = _keep(code, created)
     # Deal ids are unique by contract; a dense key still tolerates duplicates gracefully.
     key, deal_ids = pd.factorize(deals["deal_id"]) if "deal_id" in deals.columns else (
@@ -230,31 +241,31 @@ def _encode_deals(deals: pd.DataFrame | None, ids: pd.Index) -> tuple[DealRecord
     return records, pd.Index(deal_ids)
 
 
-def _encode_leads(leads: pd.DataFrame | None, ids: pd.Index) -> LeadRecords:
+def _encode_leads(leads: pd.DataFrame, code: np.ndarray) -> LeadRecords:
     """Leads of everyone, including rows of persons not asked for (code -1): category sets
     are taken from all leads, so scoring a few persons sees the same categories as training.
     """
-    if leads is None:
-        leads = pd.DataFrame({PERSON_COLUMN: [], "created_at": []})
-    code, created = _person_codes(leads, ids), column_ns(leads, "created_at")
+    created = column_ns(leads, "created_at")
     rows = np.flatnonzero(created != NAT)
     columns = ["source", *lead_attribute_columns(leads)]
-    attributes = leads.reindex(columns=columns).iloc[rows].reset_index(drop=True)
+    attributes = leads.reindex(columns=columns).iloc[rows]
     return LeadRecords(
         code=code[rows],
         created=created[rows],
         converted=column_ns(leads, "converted_at")[rows],
-        attributes=pd.DataFrame({c: _attribute_values(attributes[c]) for c in columns}),
+        attributes={c: _attribute_values(attributes[c]) for c in columns},
     )
 
 
-def _attribute_values(values: pd.Series) -> pd.Series:
-    """Numbers as float64, anything else as text (categories are made per ``as_of``)."""
+def _attribute_values(values: pd.Series) -> np.ndarray | TextAttribute:
+    """Numbers as float64; anything else as text codes, so that each snapshot picks its
+    categories with integer operations instead of hashing strings again."""
     if pd.api.types.is_numeric_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
-        return values.astype(np.float64)
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(object)
-    return values.astype("string")
+    codes, categories = pd.factorize(values.astype("string"), sort=True)
+    return TextAttribute(codes.astype(np.int64), np.asarray(categories, dtype=object))
 
 
 def _first_seen(

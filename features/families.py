@@ -29,6 +29,7 @@ from features.encoded import (
     InteractionEvents,
     LeadRecords,
     OrderEvents,
+    TextAttribute,
 )
 from features.windows import NAT, days_between, in_band, in_window
 from radar.config import FeatureConfig
@@ -197,7 +198,11 @@ def _type_window_counts(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: 
 
 
 def _kinds(kind: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    return np.isin(kind, [_KIND[name] for name in names])
+    """Which events are of one of the named types (a table lookup: kind -1 hits the last,
+    always-False slot)."""
+    wanted = np.zeros(len(INTERACTION_TYPES) + 1, dtype=bool)
+    wanted[[_KIND[name] for name in names]] = True
+    return wanted[kind]
 
 
 def _engagement(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
@@ -269,23 +274,44 @@ def lead_features(leads: LeadRecords, m: Moment) -> Columns:
         "n_leads": grouped.count(leads.code, m.n, mine),
         "lead_age_days": days_between(grouped.earliest(leads.code, leads.created, m.n, mine), m.as_of),
     }
-    firsts = leads.attributes.iloc[order].groupby(leads.code[order], sort=True).first()
-    seen = leads.attributes.loc[before]
-    for column in leads.attributes.columns:
-        values = firsts[column].reindex(pd.RangeIndex(m.n)) if column in firsts else None
-        cols[f"lead_{column}"] = _attribute_column(values, seen[column], m.n)
+    person = leads.code[order]
+    for name, values in leads.attributes.items():
+        if isinstance(values, TextAttribute):
+            cols[f"lead_{name}"] = _text_attribute(values, order, person, before, m.n)
+        else:
+            first = _first_present(person, ~np.isnan(values[order]), m.n)
+            cols[f"lead_{name}"] = _take(values[order], first, np.nan)
     return cols
 
 
-def _attribute_column(values: pd.Series | None, seen: pd.Series, n: int) -> "np.ndarray | pd.Categorical":
-    """Numbers stay float64; text becomes a category over the values seen before as_of
-    (sorted). The model stores the categories it was trained on and maps new data to them."""
-    if seen.dtype == np.float64:
-        return np.full(n, np.nan) if values is None else values.to_numpy(dtype=np.float64, na_value=np.nan)
-    categories = sorted(seen.dropna().unique())
-    if values is None:
-        return pd.Categorical(np.full(n, np.nan), categories=categories)
-    return pd.Categorical(values.astype(object), categories=categories)
+def _first_present(person: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:
+    """Per person, the position of their first row with a value (rows in the order given),
+    or -1 if none."""
+    positions = np.arange(len(person))
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, person[present], positions[present])
+    return np.where(first == np.iinfo(np.int64).max, -1, first)
+
+
+def _take(values: np.ndarray, positions: np.ndarray, fill: float) -> np.ndarray:
+    """``values[positions]``, with ``fill`` where the position is -1."""
+    if len(values) == 0:
+        return np.full(len(positions), fill)
+    return np.where(positions >= 0, values[np.maximum(positions, 0)], fill)
+
+
+def _text_attribute(
+    values: TextAttribute, order: np.ndarray, person: np.ndarray, before: np.ndarray, n: int
+) -> pd.Categorical:
+    """A category over the values seen in any lead before as_of (sorted), so the category
+    set never depends on the future. The model stores the categories it was trained on and
+    maps new data onto them."""
+    codes = values.codes[order]
+    chosen = _take(codes, _first_present(person, codes >= 0, n), -1).astype(np.int64)
+    seen = np.unique(values.codes[before])
+    seen = seen[seen >= 0]
+    local = np.where(chosen >= 0, np.searchsorted(seen, chosen), -1)
+    return pd.Categorical.from_codes(local, categories=pd.Index(values.categories[seen], dtype=object))
 
 
 # ---------------------------------------------------------------- deals

@@ -14,10 +14,11 @@ features are pandas ``category`` columns over the values seen before ``as_of``; 
 the categories they were trained on. The column order is fixed by the code, not the data:
 :func:`feature_columns` gives it, and training and serving must both select columns with it.
 
-Families, in column order: person (tenure, customer, journey stage), leads, orders
-(RFM, windows, trend, purchase gaps, payment problems), interactions (counts per type and
-window, engagement, NPS), service issues, deals. :mod:`features.catalog` explains each
-column in words.
+Column order: first every float feature, by family — person (tenure, customer, journey
+stage), leads (count, age, numeric attributes), orders (RFM, windows, trend, purchase gaps,
+payment problems), interactions (counts per type and window, engagement, NPS), service
+issues, deals — then the category features (``lead_source``, then text lead attributes by
+name). :mod:`features.catalog` explains each column in words.
 
 Scale: the tables are encoded once into integer arrays (:mod:`features.encoded`), then each
 family is a handful of ``np.bincount`` / ``ufunc.at`` passes; no per-person Python code.
@@ -29,6 +30,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from features import families
 from features.contract import CRMData
@@ -64,33 +66,17 @@ def build_snapshots(
 ) -> pd.DataFrame:
     """Features at several moments stacked, with an ``as_of`` column first.
 
-    The index is ``person_id`` (repeated across moments). The tables are encoded once.
-    Categorical columns get the union of the snapshots' categories so they stack cleanly.
+    The index is ``person_id`` (repeated across moments); each moment's rows are exactly
+    ``build_features(data, as_of)``'s, except that category columns carry the union of
+    the moments' categories. The tables are encoded once and the stack is written into one
+    preallocated block, so memory stays near the size of the result.
     """
-    encoded = encode(data, persons)
-    frames = []
-    for moment in as_of_dates:
-        frame = features_at(encoded, moment, config)
-        frame.insert(0, AS_OF_COLUMN, pd.Timestamp(moment))
-        frames.append(frame)
-    if not frames:
-        empty = features_at(encoded, pd.Timestamp(0), config).iloc[:0]
-        empty.insert(0, AS_OF_COLUMN, pd.Series([], dtype="datetime64[ns]"))
-        return empty
-    return pd.concat(_shared_categories(frames))
+    return _assemble(encode(data, persons), [pd.Timestamp(d) for d in as_of_dates], config, stacked=True)
 
 
 def features_at(encoded: EncodedCRM, as_of: pd.Timestamp, config: FeatureConfig | None = None) -> pd.DataFrame:
     """:func:`build_features` on already encoded tables (many moments, one encoding)."""
-    config = config or FeatureConfig()
-    moment = families.Moment(as_of=timestamp_ns(as_of), n=encoded.n, config=config)
-    columns = _all_columns(encoded, moment)
-    if encoded.explicit_persons:
-        rows = np.arange(encoded.n)
-    else:
-        rows = np.flatnonzero((encoded.first_seen != NAT) & (encoded.first_seen < moment.as_of))
-    index = pd.Index(encoded.ids[rows], name=PERSON_COLUMN)
-    return pd.DataFrame({name: values[rows] for name, values in columns.items()}, index=index)
+    return _assemble(encoded, [pd.Timestamp(as_of)], config, stacked=False)
 
 
 def feature_columns(data_or_frame: CRMData | pd.DataFrame, config: FeatureConfig | None = None) -> list[str]:
@@ -119,11 +105,45 @@ def _all_columns(encoded: EncodedCRM, m: families.Moment) -> families.Columns:
     return person_cols | lead_cols | order_cols | interaction_cols | service_cols | deal_cols
 
 
-def _shared_categories(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
-    """Give each categorical column the sorted union of its categories in all frames."""
-    categorical = [c for c, dtype in frames[0].dtypes.items() if isinstance(dtype, pd.CategoricalDtype)]
-    out = frames
-    for column in categorical:
-        union = sorted(set().union(*(f[column].cat.categories for f in out)))
-        out = [f.assign(**{column: f[column].cat.set_categories(union)}) for f in out]
-    return out
+def _rows_at(encoded: EncodedCRM, as_of: int) -> np.ndarray:
+    """Person codes in the frame at ``as_of``: the given persons, or everyone known by then."""
+    if encoded.explicit_persons:
+        return np.arange(encoded.n)
+    return np.flatnonzero((encoded.first_seen != NAT) & (encoded.first_seen < as_of))
+
+
+def _assemble(
+    encoded: EncodedCRM, moments: list[pd.Timestamp], config: FeatureConfig | None, stacked: bool
+) -> pd.DataFrame:
+    """Compute every moment and write it straight into one float64 block (one column per
+    row of the block, which is how pandas stores columns), avoiding per-frame copies and a
+    final concat. Float features come first, in family order, then the category features."""
+    config = config or FeatureConfig()
+    cuts = [timestamp_ns(moment) for moment in moments]
+    # With no moment at all, one empty moment still yields the columns and dtypes.
+    row_sets = [_rows_at(encoded, cut) for cut in cuts] if cuts else [np.zeros(0, dtype=np.int64)]
+    total = sum(len(rows) for rows in row_sets)
+    block: np.ndarray | None = None
+    float_names: list[str] = []
+    texts: dict[str, list[pd.Categorical]] = {}
+    start = 0
+    for cut, rows in zip(cuts or [0], row_sets):
+        columns = _all_columns(encoded, families.Moment(as_of=cut, n=encoded.n, config=config))
+        if block is None:
+            float_names = [name for name, values in columns.items() if isinstance(values, np.ndarray)]
+            texts = {name: [] for name, values in columns.items() if not isinstance(values, np.ndarray)}
+            block = np.empty((len(float_names), total))
+        for j, name in enumerate(float_names):
+            np.take(columns[name], rows, out=block[j, start : start + len(rows)])
+        for name, parts in texts.items():
+            parts.append(columns[name][rows])
+        start += len(rows)
+    assert block is not None  # the loop runs at least once
+    index = pd.Index(encoded.ids.take(np.concatenate(row_sets)), name=PERSON_COLUMN)
+    frame = pd.DataFrame(block.T, index=index, columns=float_names, copy=False)
+    for name, parts in texts.items():
+        frame[name] = parts[0] if len(parts) == 1 else union_categoricals(parts, sort_categories=True)
+    if stacked:
+        when = np.repeat(np.array(cuts, dtype="datetime64[ns]"), [len(rows) for rows in row_sets][: len(cuts)])
+        frame.insert(0, AS_OF_COLUMN, when)
+    return frame
