@@ -24,7 +24,7 @@ CHURN_KINDS: tuple[str, ...] = ("none", "indifference", "service")
 TRIGGERS: tuple[str, ...] = ("complaint", "support ticket", "failed payment", "low NPS")
 TRIGGER_SHARE = np.array([0.35, 0.2, 0.25, 0.2])
 #: Mean days between orders for an average consumer / business.
-MEAN_GAP_DAYS = (50.0, 40.0)
+MEAN_GAP_DAYS = (70.0, 55.0)
 #: Gamma shape of buying rates across customers: lower means more unequal customers.
 BUY_RATE_SHAPE = 1.5
 #: Mean customer lifetime in days (consumer, business) before heterogeneity.

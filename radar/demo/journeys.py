@@ -43,10 +43,6 @@ _FIRST_TYPE = {
     "email": "email_click", "referral": "form_submit", "whatsapp": "whatsapp_message",
     "events": "meeting",
 }
-_SOURCE_CHANNEL = {
-    "organic_search": "organic_search", "paid_search": "paid_search", "social_ads": "social_ads",
-    "email": "email", "referral": "referral", "whatsapp": "whatsapp", "events": "events",
-}
 
 
 def journey_windows(rng: np.random.Generator, people: People, converted: np.ndarray) -> np.ndarray:
@@ -59,7 +55,8 @@ def lead_journeys(rng: np.random.Generator, people: People, converted: np.ndarra
     """Creation event, journey touchpoints and nurture for every person (before the horizon)."""
     n = people.n
     first_type = np.array([TYPE[_FIRST_TYPE[c.name]] for c in vocab.CHANNELS])[people.source]
-    first_channel = np.array([EVENT_CHANNELS.index(_SOURCE_CHANNEL[c.name]) for c in vocab.CHANNELS])
+    # Every acquisition channel is also an interaction channel of the same name.
+    first_channel = np.array([EVENT_CHANNELS.index(c.name) for c in vocab.CHANNELS])
     creation = make_events(np.arange(n), people.created, first_type, channel=first_channel[people.source])
 
     end = journey_windows(rng, people, converted)

@@ -20,7 +20,7 @@ from radar.demo import vocab
 from radar.demo.clock import Clock
 from radar.demo.customers import Customers, Orders
 from radar.demo.deals import Deals
-from radar.demo.events import CUST, EMAIL, EVENT_CHANNELS, LEAD, PHONE, TYPE, Events, pick
+from radar.demo.events import CUST, EMAIL, EVENT_CHANNELS, LEAD, PHONE, Events, pick
 from radar.demo.keys import EMAIL_VARIANT_P, PHONE_INTERNATIONAL, PHONE_VARIANT_P, Identity
 from radar.demo.people import People
 
