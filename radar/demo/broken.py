@@ -91,9 +91,13 @@ def break_rows(rng: np.random.Generator, table: Table, share: float, orphan_star
 
 
 def _orphan(table: Table, rows: np.ndarray, orphan_start: dict[str, int]) -> None:
-    """Replace the row's keys by one id that no other table holds (deals: a lead id)."""
+    """Replace the row's keys by one id that exists nowhere.
+
+    Orders mint customer ids, so an unknown customer id on an order is just a new customer:
+    orders (like deals) get a lead id that no lead has instead.
+    """
     cols = table.columns
-    prefix, column = ("L", "lead_id") if table.name == "deals" else ("C", "customer_id")
+    prefix, column = ("C", "customer_id") if table.name == "interactions" else ("L", "lead_id")
     for c in KEY_COLUMNS:
         if c in cols:
             cols[c] = _nulls(cols[c], rows)
