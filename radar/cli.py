@@ -141,5 +141,17 @@ def quickstart(
     console.print(f"[bold green]Quickstart done.[/] Outputs in {folder}")
 
 
+def main() -> None:
+    """Entry point: bad input ends with one clear message and exit code 2, not a traceback."""
+    from features.errors import RadarInputError
+    from training.snapshots import NotEnoughHistory
+
+    try:
+        app()
+    except (RadarInputError, NotEnoughHistory) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()
