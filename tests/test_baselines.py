@@ -3,6 +3,8 @@ must rank better than chance."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,6 +154,12 @@ def test_bgnbd_zero_repeat_uses_gamma_closed_form(bgnbd: BGNBDBaseline) -> None:
     assert no_purchase[0] == pytest.approx(expected)
     assert np.isnan(no_purchase[1])  # never bought: outside BG/NBD
     assert bgnbd.predict_raw(X)[1] == pytest.approx(bgnbd.non_buyer_rate_)
+
+
+def test_bgnbd_survives_pickling(bgnbd: BGNBDBaseline, bgnbd_data: dict) -> None:
+    X_te, _ = bgnbd_data["test"]
+    restored = pickle.loads(pickle.dumps(bgnbd))
+    np.testing.assert_allclose(restored.predict_proba(X_te), bgnbd.predict_proba(X_te))
 
 
 def test_bgnbd_churn_picks_a_score_and_ranks_quiet_customers(bgnbd_data: dict) -> None:

@@ -23,6 +23,7 @@ import logging
 import warnings
 from contextlib import contextmanager
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,25 @@ def _quiet_pymc() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _new_bgnbd() -> Any:
+    """An unfitted pymc-marketing BG/NBD with Radar's priors (see ``_fit_bgnbd``)."""
+    from pymc_extras.prior import Prior
+    from pymc_marketing.clv import BetaGeoModel
+
+    return BetaGeoModel(model_config={"alpha": Prior("HalfFlat"), "r": Prior("HalfFlat")})
+
+
+def _rebuild_bgnbd(idata: Any) -> Any:
+    """A fitted BG/NBD from its InferenceData: the graph is rebuilt on the fit data and
+    the MAP point re-attached. (pymc-marketing 0.19's ``load_from_idata`` builds the graph
+    on a throw-away instance, so it cannot be used for this.)"""
+    model = _new_bgnbd()
+    with _quiet_pymc():
+        model.build_model(data=idata.fit_data.to_dataframe().reset_index())
+    model.idata = idata
+    return model
 
 
 def rfm_inputs(X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -123,27 +143,39 @@ class BGNBDBaseline:
         self.calibrator_ = fit_calibrator(self.calibration, self.predict_raw(X_val), binary_labels(y_val), self.seed)
         return self
 
-    def _fit_bgnbd(self, rfm: pd.DataFrame) -> object:
+    def _fit_bgnbd(self, rfm: pd.DataFrame) -> Any:
         """MAP fit of pymc-marketing's BG/NBD on at most ``max_fit_rows`` buyers.
 
         α and r get flat priors: pymc-marketing's default prior on α (Weibull with scale 10)
         assumes coarser time units than days and would pull α down; four parameters from
         thousands of customers need no prior for the purchase process. a and b keep the
         package's default (nested Beta) prior."""
-        from pymc_extras.prior import Prior
-        from pymc_marketing.clv import BetaGeoModel
-
         if len(rfm) > self.max_fit_rows:
             keep = np.random.default_rng(self.seed).choice(len(rfm), self.max_fit_rows, replace=False)
             rfm = rfm.iloc[np.sort(keep)]
         rfm = rfm.assign(customer_id=np.arange(len(rfm)))
-        model = BetaGeoModel(model_config={"alpha": Prior("HalfFlat"), "r": Prior("HalfFlat")})
+        model = _new_bgnbd()
         with _quiet_pymc():
             model.fit(data=rfm, method="map", progressbar=False)
         return model
 
     def _choose_score(self, X_val: pd.DataFrame, y_val: np.ndarray) -> str:
         return "purchase"
+
+    # A fitted pymc-marketing model holds a compiled PyMC graph that does not pickle; its
+    # InferenceData does, and pymc-marketing rebuilds the model from it on load.
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        model = state.pop("model_", None)
+        if model is not None:
+            state["model_idata_"] = model.idata
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        idata = state.pop("model_idata_", None)
+        self.__dict__.update(state)
+        if idata is not None:
+            self.model_ = _rebuild_bgnbd(idata)
 
     # -------------------------------------------------------------- predict
 
@@ -157,7 +189,7 @@ class BGNBDBaseline:
             return out
         p = self.params_
         closed_form = ((p["alpha"] + rfm["T"]) / (p["alpha"] + rfm["T"] + self.horizon_days)) ** p["r"]
-        result = closed_form.to_numpy(dtype=np.float64)
+        result = closed_form.to_numpy(dtype=np.float64, copy=True)  # copy-on-write gives read-only views
         repeat = rfm["frequency"].to_numpy() > 0
         if repeat.any():
             with _quiet_pymc():
