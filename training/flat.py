@@ -58,6 +58,8 @@ _ID_PATTERN = re.compile(
     re.IGNORECASE,
 )
 
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?"
+
 _POSITIVE_LABELS = frozenset({"1", "1.0", "yes", "y", "true", "t"})
 _NEGATIVE_LABELS = frozenset({"0", "0.0", "no", "n", "false", "f"})
 
@@ -147,7 +149,14 @@ def _clean(series: pd.Series, markers: frozenset[str]) -> pd.Series:
 
 
 def _to_number(series: pd.Series) -> pd.Series:
-    return pd.to_numeric(series, errors="coerce").astype(float)
+    """Numbers from cells; anything that is not plainly a number becomes NaN."""
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return series.astype(float)
+    text = series.astype("string").str.strip()
+    # Only well-formed numbers reach pandas: its parser crashes (segfault, pandas 2.3) on
+    # hash-like cells such as "0000000033236324e609744", read as a vast exponent.
+    plain = text.str.fullmatch(_NUMBER).fillna(False).to_numpy(dtype=bool)
+    return pd.to_numeric(text.astype(object).where(plain, None), errors="coerce").astype(float)
 
 
 def _to_levels(series: pd.Series, levels: list[str]) -> pd.Series:
