@@ -31,7 +31,10 @@ _ENV = "MLFLOW_TRACKING_URI"
 def using_store(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point MLflow's fluent API at ``tracking_uri`` for the block; yields a client on it."""
     saved_env = os.environ.get(_ENV)
-    saved_uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    current = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    # A URI that only comes from the environment is restored through the environment;
+    # setting it as the global would outlive a later change of the variable.
+    saved_uri = None if current == saved_env else current
     mlflow.set_tracking_uri(tracking_uri)
     try:
         yield MlflowClient(tracking_uri=tracking_uri)
