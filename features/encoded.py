@@ -176,10 +176,8 @@ def _lookup(local: np.ndarray, uniques: pd.Index, ids: pd.Index) -> np.ndarray:
 def _category_codes(frame: pd.DataFrame, name: str, categories: tuple[str, ...]) -> np.ndarray:
     if name not in frame.columns:
         return np.full(len(frame), -1, dtype=np.int8)
-    values = frame[name]
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype(object)
-    return pd.Categorical(values, categories=list(categories)).codes.astype(np.int8)
+    # A categorical column is recoded through its (few) categories, without touching rows.
+    return pd.Categorical(frame[name], categories=list(categories)).codes.astype(np.int8)
 
 
 def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -209,14 +207,17 @@ def _encode_orders(orders: pd.DataFrame, code: np.ndarray) -> OrderEvents:
 
 def _encode_interactions(interactions: pd.DataFrame, code: np.ndarray, deal_ids: pd.Index) -> InteractionEvents:
     t = column_ns(interactions, "timestamp")
+    kind = _category_codes(interactions, "type", INTERACTION_TYPES)
     deal = np.full(len(interactions), -1, dtype=np.int64)
     if "deal_id" in interactions.columns and len(deal_ids):
-        deal = deal_ids.get_indexer(pd.Index(interactions["deal_id"])).astype(np.int64)
+        # Only stage events point at deals: look up those few rather than every event.
+        staged = np.flatnonzero(kind == INTERACTION_TYPES.index("deal_stage"))
+        deal[staged] = deal_ids.get_indexer(pd.Index(interactions["deal_id"].iloc[staged]))
     keep = _keep(code, t)
     return InteractionEvents(
         code=code[keep],
         t=t[keep],
-        kind=_category_codes(interactions, "type", INTERACTION_TYPES)[keep],
+        kind=kind[keep],
         value=_numbers(interactions, "value")[keep],
         deal=deal[keep],
         stage=_category_codes(interactions, "stage", DEAL_STAGES)[keep],
@@ -272,7 +273,11 @@ def _first_seen(
     n: int, leads: LeadRecords, interactions: InteractionEvents, orders: OrderEvents, deals: DealRecords
 ) -> np.ndarray:
     """Each person's first record in any table (NAT if none): their tenure starts here."""
-    codes = np.concatenate([leads.code, interactions.code, orders.code, deals.code])
-    times = np.concatenate([leads.created, interactions.t, orders.t, deals.created])
-    known = codes >= 0
-    return earliest(codes[known], times[known], n)
+    first = np.full(n, NAT, dtype=np.int64)
+    for codes, times in ((leads.code, leads.created), (interactions.code, interactions.t),
+                         (orders.code, orders.t), (deals.code, deals.created)):
+        known = codes >= 0
+        table_first = earliest(codes[known], times[known], n)
+        # NAT is the smallest int64, so "earliest" must skip it explicitly.
+        first = np.where((first == NAT) | ((table_first != NAT) & (table_first < first)), table_first, first)
+    return first

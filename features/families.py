@@ -183,13 +183,13 @@ def interaction_features(events: InteractionEvents, m: Moment) -> Columns:
 
 def _type_window_counts(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
     n_types = len(INTERACTION_TYPES)
-    cell = code * n_types + kind.astype(np.int64)
+    # Type-major cells, so each type's counts are one contiguous slice of the bincount.
+    cell = kind.astype(np.int64) * m.n + code
     by_type_window: dict[tuple[str, int], np.ndarray] = {}
     for days in m.config.windows_days:
-        # One bincount over (person, type) cells per window; the table is dropped right away.
-        counts = np.bincount(cell[in_window(age, days)], minlength=m.n * n_types).reshape(m.n, n_types)
+        counts = np.bincount(cell[in_window(age, days)], minlength=n_types * m.n).reshape(n_types, m.n)
         for kind_name in COUNTED_TYPES:
-            by_type_window[kind_name, days] = counts[:, _KIND[kind_name]].astype(np.float64)
+            by_type_window[kind_name, days] = counts[_KIND[kind_name]].astype(np.float64)
     return {
         f"n_{kind_name}_{days}d": by_type_window[kind_name, days]
         for kind_name in COUNTED_TYPES

@@ -473,3 +473,18 @@ def test_descriptions_read_like_a_salesperson_would_say_them() -> None:
     assert describe_feature("engagement_trend_30d_vs_60d", 2.0).startswith("engagement up")
     assert describe_feature("open_deal_stage", 2) == "leading open deal is at the proposal stage"
     assert describe_feature("lead_industry", "retail") == "industry: retail"
+
+
+def test_text_columns_may_be_object_string_or_category() -> None:
+    """Loaders hand text over as object, pandas' string dtype or category: same features."""
+    data = small_crm()
+    expected = build_features(data, AS_OF)
+    for dtype in ("string", "category"):
+        converted = CRMData(
+            **{
+                name: table.astype({c: dtype for c in ("person_id", "type", "status", "source", "industry")
+                                    if c in table.columns})
+                for name, table in data.tables().items()
+            }
+        )
+        pd.testing.assert_frame_equal(build_features(converted, AS_OF), expected, check_index_type=False)
