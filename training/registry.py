@@ -475,3 +475,48 @@ def register_results(
             "promoted": decision.promote,
             "reasons": decision.reasons,
         }
+
+
+# --- scoring a registered bundle on fresh rows ------------------------------------------
+
+
+def score_bundle(bundle: TargetBundle, test: Any) -> dict[str, float]:
+    """Test metrics of any bundle on a split's rows (``training.datasets.TargetRows``),
+    named as the gate reads them. The pipeline can pass
+    ``evaluate_champion=lambda target, b: score_bundle(b, rows[target]["test"])``."""
+    from training.metrics import binary_metrics
+
+    scores = bundle.predict(test.X)
+    if bundle.kind != "survival":
+        return binary_metrics(test.y, scores["probability"].to_numpy())
+    from training.pipeline import survival_metrics
+
+    days = [int(c[len("p_won_") : -1]) for c in scores.columns if c.startswith("p_won_")]
+    won_within = scores[[f"p_won_{d}d" for d in days]].to_numpy()
+    return survival_metrics(test.duration, test.event, won_within, days)
+
+
+def evaluate_registered(
+    target: str, data_dir: Path, settings: Settings, *, alias: str = CHAMPION
+) -> dict[str, Any]:
+    """Score ``radar-<target>@<alias>`` on the test snapshot planned over ``data_dir``.
+
+    Labels are cut with the bundle's own horizon, so the model is judged on the question
+    it was trained to answer whatever the current settings say.
+    """
+    from features.ingest import load_crm
+    from training.pipeline import build_target_rows
+
+    bundle, info = load_bundle_with_info(target, alias, tracking_uri=settings.tracking_uri)
+    training = settings.training.model_copy(update={"horizon_days": bundle.horizon_days})
+    same_horizon = settings.model_copy(update={"training": training})
+    data = load_crm(Path(data_dir), settings=same_horizon).data
+    plan, rows = build_target_rows(data, same_horizon, (bundle.target,))
+    return {
+        "model_name": info.name,
+        "version": info.version,
+        "alias": alias,
+        "test_snapshot": plan.test.date().isoformat(),
+        "recorded_test_snapshot": info.tags.get("test_snapshot", ""),
+        "metrics": score_bundle(bundle, rows[bundle.target]["test"]),
+    }
