@@ -263,6 +263,17 @@ def test_cox_ranks_faster_closing_deals_higher() -> None:
     assert np.nanmedian(median[fast]) < np.nanmedian(np.where(np.isnan(median[~fast]), np.inf, median[~fast]))
 
 
+def test_cox_with_lost_as_competing_matches_the_observed_win_share() -> None:
+    X_tr, d_tr, e_tr = _deals(1500, 1)
+    X_te, _, e_te = _deals(1000, 2)
+    competing = CoxBaseline(horizon_days=HORIZON).fit(X_tr, d_tr, e_tr)
+    censored = CoxBaseline(horizon_days=HORIZON, lost="censored").fit(X_tr, d_tr, e_tr)
+    observed = float(np.mean(e_te == "won"))  # follow-up ends at the horizon for all deals
+    assert abs(competing.predict_proba(X_te).mean() - observed) < 0.05
+    # Treating lost as censored pretends lost deals could still win: it overstates.
+    assert censored.predict_proba(X_te).mean() > competing.predict_proba(X_te).mean() + 0.05
+
+
 def test_stage_curves_also_rank_deals() -> None:
     X_tr, d_tr, e_tr = _deals(1500, 1)
     X_te, d_te, e_te = _deals(1000, 2)

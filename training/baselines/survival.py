@@ -151,26 +151,40 @@ COX_REQUIRED: tuple[str, ...] = COX_COLUMNS[:3]
 
 
 class CoxBaseline(_CurveBaseline):
-    """Cause-specific Cox proportional hazards for winning (scikit-survival), lost deals
-    censored at their close: h_won(t | x) = h0(t) exp(βᵀx), P(won by t) = 1 - S(t | x)
-    with Breslow's baseline.
+    """Cause-specific Cox proportional hazards (scikit-survival) for time to win.
 
-    Treating lost as censored makes 1 - S the win probability in a world where nobody is
-    lost, which overstates P(won) when many deals are lost; the ranking (C-index) is
-    unaffected, and this is the textbook baseline the hazard model has to beat. Features:
-    numeric deal columns (amount as log1p, since deal sizes span orders of magnitude),
-    median-imputed with missing-indicators and standardised; a small ridge penalty
-    keeps the fit stable when features are collinear or a stage separates the data.
+    The win model has h_won(t | x) = h0_won(t) exp(βᵀx) with Breslow's baseline, lost
+    deals censored at their close. How P(won by t) is read from it depends on ``lost``:
+
+    * ``"competing"`` (default): a second cause-specific Cox model for losing, and the
+      cumulative incidence of the two (Prentice et al. 1978; Cheng, Fine & Wei 1998),
+      ``CIF_won(t) = ∫_0^t S(u-) dH_won(u)`` with ``S = exp(-H_won - H_lost)``, accumulated
+      day by day. This treats lost exactly as the hazard model and the stage curves do.
+    * ``"censored"``: ``1 - S_won(t)``, the textbook reading. It is the win probability in
+      a world where nobody is lost and overstates P(won) when many deals are lost (on the
+      demo world, mean P(won in 90 d) 0.77 against 0.50 observed), which would make the
+      baseline a strawman on calibration.
+
+    Features: numeric deal columns (amount as log1p, since deal sizes span orders of
+    magnitude), median-imputed with missing-indicators and standardised; a small ridge
+    penalty ``alpha`` keeps the fit stable when features are collinear or a stage
+    separates the data.
     """
 
     name = "cox"
 
     def __init__(
-        self, horizon_days: int = 90, alpha: float = 0.1, columns: tuple[str, ...] = COX_COLUMNS, seed: int = 42
+        self,
+        horizon_days: int = 90,
+        alpha: float = 0.1,
+        columns: tuple[str, ...] = COX_COLUMNS,
+        lost: str = "competing",
+        seed: int = 42,
     ) -> None:
         self.horizon_days = horizon_days
         self.alpha = alpha
         self.columns = columns
+        self.lost = lost
         self.seed = seed
 
     def _design(self, X: pd.DataFrame, columns: list[str]) -> np.ndarray:
@@ -178,6 +192,15 @@ class CoxBaseline(_CurveBaseline):
         parts = [as_float(X, c) for c in columns]
         parts = [np.log1p(np.maximum(v, 0.0)) if c == "open_deal_amount" else v for c, v in zip(columns, parts)]
         return np.column_stack(parts) if parts else np.zeros((len(X), 0))
+
+    def _fit_cause(self, Z: np.ndarray, duration: np.ndarray, happened: np.ndarray) -> Pipeline:
+        y = Surv.from_arrays(event=happened, time=duration)
+        pipeline: Pipeline = make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True),
+            StandardScaler(),
+            CoxPHSurvivalAnalysis(alpha=self.alpha),
+        )
+        return pipeline.fit(Z, y)
 
     def fit(
         self,
@@ -189,28 +212,46 @@ class CoxBaseline(_CurveBaseline):
         event_val: np.ndarray | None = None,
     ) -> "CoxBaseline":
         """Fit on the training deals; validation is not used (alpha is a setting)."""
+        if self.lost not in ("competing", "censored"):
+            raise ValueError(f"lost must be 'competing' or 'censored', not {self.lost!r}")
         require_columns(X_train, COX_REQUIRED, type(self).__name__)
         self.columns_used_ = [c for c in self.columns if c in X_train.columns]
-        won = event_codes(event_train) == WON
-        if not won.any():
+        code = event_codes(event_train)
+        if not (code == WON).any():
             raise ValueError("Cox baseline needs at least one won deal in training")
-        y = Surv.from_arrays(event=won, time=np.asarray(duration_train, float))
-        pipeline: Pipeline = make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True),
-            StandardScaler(),
-            CoxPHSurvivalAnalysis(alpha=self.alpha),
-        )
-        self.pipeline_ = pipeline.fit(self._design(X_train, self.columns_used_), y)
+        Z = self._design(X_train, self.columns_used_)
+        duration = np.asarray(duration_train, float)
+        self.pipeline_ = self._fit_cause(Z, duration, code == WON)
+        # With no loss in training the lost hazard is 0 and the two readings agree.
+        use_lost = self.lost == "competing" and (code == LOST).any()
+        self.lost_pipeline_ = self._fit_cause(Z, duration, code == LOST) if use_lost else None
         return self
 
     def risk_score(self, X: pd.DataFrame) -> np.ndarray:
-        """βᵀx: higher means winning sooner."""
+        """βᵀx of the win model: higher means winning sooner."""
         check_fitted(self, "pipeline_")
         return self.pipeline_.predict(self._design(X, self.columns_used_))
 
+    @staticmethod
+    def _cumulative_hazard(pipeline: Pipeline, Z: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        cox: CoxPHSurvivalAnalysis = pipeline[-1]
+        hazard = cox.predict_cumulative_hazard_function(pipeline[:-1].transform(Z), return_array=True)
+        return step_at(cox.unique_times_, hazard, grid)
+
     def won_by(self, X: pd.DataFrame, days: np.ndarray) -> np.ndarray:
         check_fitted(self, "pipeline_")
-        Z = self.pipeline_[:-1].transform(self._design(X, self.columns_used_))
-        cox: CoxPHSurvivalAnalysis = self.pipeline_[-1]
-        survival = cox.predict_survival_function(Z, return_array=True)
-        return step_at(cox.unique_times_, 1.0 - survival, np.asarray(days, float))
+        Z = self._design(X, self.columns_used_)
+        days = np.asarray(days, float)
+        if self.lost_pipeline_ is None:
+            return 1.0 - np.exp(-self._cumulative_hazard(self.pipeline_, Z, days))
+        grid = np.arange(0, int(np.ceil(max(days.max(initial=0.0), 1.0))) + 1, dtype=float)
+        h_won = self._cumulative_hazard(self.pipeline_, Z, grid)
+        h_all = h_won + self._cumulative_hazard(self.lost_pipeline_, Z, grid)
+        # Per day: open at its start (S), closes during it with 1 - exp(-ΔH_all), and the
+        # close is a win in proportion ΔH_won / ΔH_all. This stays within [0, 1] even when
+        # a day's hazard is large, unlike the plain sum of S·ΔH_won.
+        d_won, d_all = np.diff(h_won, axis=1), np.diff(h_all, axis=1)
+        win_share = np.divide(d_won, d_all, out=np.zeros_like(d_won), where=d_all > 0)
+        closes = np.exp(-h_all[:, :-1]) * -np.expm1(-d_all)
+        cif_grid = np.cumsum(closes * win_share, axis=1)
+        return step_at(grid[1:], np.clip(cif_grid, 0.0, 1.0), days)
