@@ -186,8 +186,10 @@ def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _keep(code: np.ndarray, t: np.ndarray) -> np.ndarray:
-    return (code >= 0) & (t != NAT)
+def _keep(code: np.ndarray, t: np.ndarray) -> np.ndarray | slice:
+    """Rows with a person and a time (a whole-array slice, i.e. views, when that is all)."""
+    keep = (code >= 0) & (t != NAT)
+    return slice(None) if keep.all() else keep
 
 
 def _encode_orders(orders: pd.DataFrame, code: np.ndarray) -> OrderEvents:

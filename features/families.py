@@ -84,7 +84,7 @@ def trend_ratio(recent: np.ndarray, base: np.ndarray, recent_days: int, base_day
 
 def order_features(orders: OrderEvents, m: Moment) -> Columns:
     """Recency, frequency, monetary value (paid orders only), trends, gaps, payment issues."""
-    before = orders.t < m.as_of
+    before = grouped.rows(orders.t < m.as_of)
     code, t, amount, status = orders.code[before], orders.t[before], orders.amount[before], orders.status[before]
     age = m.as_of - t
     paid = status == PAID
@@ -172,7 +172,7 @@ def _payment_problems(
 
 def interaction_features(events: InteractionEvents, m: Moment) -> Columns:
     """Counts per type and window, engagement recency and trend, NPS."""
-    before = (events.t < m.as_of) & (events.kind >= 0)
+    before = grouped.rows((events.t < m.as_of) & (events.kind >= 0))
     code, kind, value = events.code[before], events.kind[before], events.value[before]
     age = m.as_of - events.t[before]
     cols = _type_window_counts(code, kind, age, m)
@@ -242,12 +242,12 @@ def _nps(code: np.ndarray, kind: np.ndarray, age: np.ndarray, value: np.ndarray,
 def service_features(events: InteractionEvents, orders: OrderEvents, m: Moment) -> Columns:
     """Days since the last service trigger: ticket, complaint, detractor NPS, failed
     payment or refund. Churn after such a trigger is service churn, not indifference."""
-    before = events.t < m.as_of
+    before = grouped.rows(events.t < m.as_of)
     kind, value = events.kind[before], events.value[before]
     trigger = _kinds(kind, ("support_ticket", "complaint")) | (
         (kind == _KIND["nps"]) & (value <= m.config.nps_detractor_max)
     )
-    o_before = orders.t < m.as_of
+    o_before = grouped.rows(orders.t < m.as_of)
     o_trigger = np.isin(orders.status[o_before], [FAILED, REFUNDED])
     codes = np.concatenate([events.code[before][trigger], orders.code[o_before][o_trigger]])
     times = np.concatenate([events.t[before][trigger], orders.t[o_before][o_trigger]])
@@ -429,7 +429,7 @@ def _journey(
     """Furthest journey stage reached (ordinal of JOURNEY_STAGES): any record → search,
     clicks/forms/meetings/calls → evaluation, a cart or an open deal → decision, a customer
     → use. Nobody we know anything about is still at need."""
-    before = events.t < m.as_of
+    before = grouped.rows(events.t < m.as_of)
     code, kind = events.code[before], events.kind[before]
     evaluating = grouped.any_event(code, m.n, _kinds(kind, EVALUATION_TYPES))
     deciding = grouped.any_event(code, m.n, _kinds(kind, DECISION_TYPES)) | (cols["n_open_deals"] > 0)

@@ -15,6 +15,12 @@ from features.windows import NAT
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
 
+def rows(mask: np.ndarray) -> np.ndarray | slice:
+    """``mask`` for indexing, or a whole-array slice when it keeps every row: scoring "now"
+    keeps every event, and a slice gives views instead of copies of the largest arrays."""
+    return slice(None) if mask.all() else mask
+
+
 def _select(mask: np.ndarray | None, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     if mask is None:
         return arrays
