@@ -211,3 +211,35 @@ def test_x_education_guard_finds_post_contact_columns_and_model_reaches_088():
     assert report.auc >= 0.88
     assert report.auc >= bundle.metrics["logistic"]["auc"]
     assert report.auc_with_excluded is not None and report.auc_with_excluded > 0.97
+
+
+def test_malformed_rows_are_rejected_not_dropped(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("x,won\n1,Yes\n2,No,extra\n3,No\n4,Yes\n", encoding="utf-8")
+    table = load_flat_table(path, "won")
+    assert table.n_read == 4 and table.n_accepted == 3
+    assert table.rejects["row_number"].tolist() == [2]
+    assert "fields" in table.rejects["reason"].iloc[0]
+
+
+def test_bundle_survives_pickling_and_headers_may_drift(trained, tmp_path):
+    import pickle
+
+    _, bundle, report = trained
+    restored = pickle.loads(pickle.dumps(bundle))
+    new = _planted_frame(n=20, seed=5).rename(columns={"Visits": " visits ", "Industry": "INDUSTRY"})
+    path = tmp_path / "drift.csv"
+    new.to_csv(path, index=False)
+    drifted = score_flat(restored, path)
+    _planted_frame(n=20, seed=5).to_csv(path, index=False)
+    assert np.allclose(drifted["probability"], score_flat(bundle, path)["probability"])
+
+
+def test_train_report_prints_plain_and_rich(trained):
+    from rich.console import Console
+
+    _, _, report = trained
+    assert "Outcome Note" in report.to_text() and "logistic" in report.to_text()
+    console = Console(record=True, width=200)
+    console.print(report)
+    assert "Won Amount" in console.export_text()

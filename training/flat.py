@@ -164,7 +164,7 @@ def _to_levels(series: pd.Series, levels: list[str]) -> pd.Series:
     text = series.astype("string").astype(object).where(series.notna(), None)
     if OTHER_LEVEL in levels:
         text = text.where(text.isin(levels) | text.isna(), OTHER_LEVEL)
-    return pd.Series(pd.Categorical(text, categories=levels), index=series.index)
+    return text.astype(pd.CategoricalDtype(levels))
 
 
 # --- Reading -------------------------------------------------------------------------------
@@ -525,6 +525,19 @@ class FlatTrainReport:
     def __str__(self) -> str:
         return self.to_text()
 
+    def __rich__(self) -> object:
+        from rich.console import Group
+        from rich.table import Table
+
+        table = Table(title=f"{self.name}: test split ({self.n_test} rows)")
+        for name in ("contender", "AUC", "PR-AUC", "Brier", "lift@10%"):
+            table.add_column(name, justify="left" if name == "contender" else "right")
+        for contender, m in self.metrics.items():
+            table.add_row(contender, f"{m['auc']:.3f}", f"{m['pr_auc']:.3f}", f"{m['brier']:.3f}", f"{m['lift_at_10pct']:.2f}")
+        if self.auc_with_excluded is not None:
+            table.add_row("(with excluded columns)", f"{self.auc_with_excluded:.3f}", "", "", "", style="dim")
+        return Group(table, self.leakage, *self.notes)
+
 
 @dataclass
 class _Split:
@@ -700,6 +713,21 @@ def grade(probability: np.ndarray) -> np.ndarray:
     return np.select([p >= cut for _, cut in GRADE_CUTOFFS], [g for g, _ in GRADE_CUTOFFS], LOWEST_GRADE)
 
 
+def _align_headers(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Rename headers that match a training column up to case and surrounding spaces.
+
+    Exports of the same CRM drift in such details between months; that should not turn a
+    column into "missing" for every row.
+    """
+    by_key = {str(c).strip().casefold(): c for c in frame.columns}
+    renames = {
+        by_key[name.strip().casefold()]: name
+        for name in names
+        if name not in frame.columns and name.strip().casefold() in by_key
+    }
+    return frame.rename(columns=renames)
+
+
 def _score_ids(frame: pd.DataFrame, asked: str | None, trained: str | None, path: Path) -> pd.Series:
     """The id column asked for (it must exist), else the training one if present, else row numbers."""
     if asked is not None:
@@ -719,7 +747,7 @@ def score_flat(bundle: TargetBundle, path: Path | str, id_column: str | None = N
     path = Path(path)
     if not isinstance(bundle.model, FlatModel):
         raise RadarInputError(f"model {bundle.target!r} was not trained from a flat table", path)
-    frame = read_table(path).frame.reset_index(drop=True)
+    frame = _align_headers(read_table(path).frame.reset_index(drop=True), bundle.feature_names)
     present = [c for c in bundle.feature_names if c in frame.columns]
     if not present:
         raise RadarInputError(f"none of the model's {len(bundle.feature_names)} columns is in the file", path)
