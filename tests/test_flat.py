@@ -30,7 +30,8 @@ def _planted_frame(n: int = N, seed: int = 11) -> pd.DataFrame:
     visits = rng.poisson(3, n)
     industry = rng.choice(["retail", "finance", "health", "energy"], size=n)
     # A bump in visits (neither few nor many convert best): something trees fit and a line cannot.
-    logit = 2.0 * (np.abs(visits - 4) <= 1) + np.select([industry == "finance", industry == "energy"], [1.0, -1.0], 0.0) - 1.5
+    sector = np.select([industry == "finance", industry == "energy"], [1.0, -1.0], 0.0)
+    logit = 2.0 * (np.abs(visits - 4) <= 1) + sector - 1.5
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
     noisy = y ^ (rng.random(n) < 0.03)
     return pd.DataFrame(

@@ -457,7 +457,8 @@ class SingleColumnBaseline:
             quantiles = np.nanquantile(series.astype(float), np.linspace(0, 1, self.bins + 1)[1:-1])
             self.edges_ = np.unique(quantiles)
         self.prior_ = float(np.mean(y))
-        stats = pd.DataFrame({"key": self._keys(series).to_numpy(), "y": np.asarray(y)}).groupby("key")["y"].agg(["sum", "count"])
+        rows = pd.DataFrame({"key": self._keys(series).to_numpy(), "y": np.asarray(y)})
+        stats = rows.groupby("key")["y"].agg(["sum", "count"])
         self.rates_ = ((stats["sum"] + self.smoothing * self.prior_) / (stats["count"] + self.smoothing)).to_dict()
         return self
 
@@ -533,7 +534,8 @@ class FlatTrainReport:
         for name in ("contender", "AUC", "PR-AUC", "Brier", "lift@10%"):
             table.add_column(name, justify="left" if name == "contender" else "right")
         for contender, m in self.metrics.items():
-            table.add_row(contender, f"{m['auc']:.3f}", f"{m['pr_auc']:.3f}", f"{m['brier']:.3f}", f"{m['lift_at_10pct']:.2f}")
+            values = (m["auc"], m["pr_auc"], m["brier"])
+            table.add_row(contender, *(f"{v:.3f}" for v in values), f"{m['lift_at_10pct']:.2f}")
         if self.auc_with_excluded is not None:
             table.add_row("(with excluded columns)", f"{self.auc_with_excluded:.3f}", "", "", "", style="dim")
         return Group(table, self.leakage, *self.notes)
