@@ -262,7 +262,11 @@ def _encode_leads(leads: pd.DataFrame, code: np.ndarray) -> LeadRecords:
 
 def _attribute_values(values: pd.Series) -> np.ndarray | TextAttribute:
     """Numbers as float64; anything else as text codes, so that each snapshot picks its
-    categories with integer operations instead of hashing strings again."""
+    categories with integer operations instead of hashing strings again.
+
+    The column's dtype decides, never its values: deciding from values would let a future
+    row (one non-number) change how past rows are read.
+    """
     if pd.api.types.is_numeric_dtype(values) and not isinstance(values.dtype, pd.CategoricalDtype):
         return values.to_numpy(dtype=np.float64, na_value=np.nan)
     if isinstance(values.dtype, pd.CategoricalDtype):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features import grouped
-from features.contract import DEAL_STAGES, INTERACTION_TYPES, JOURNEY_STAGES
+from features.contract import INTERACTION_TYPES, JOURNEY_STAGES
 from features.encoded import (
     FAILED,
     LOST,
@@ -31,7 +31,7 @@ from features.encoded import (
     OrderEvents,
     TextAttribute,
 )
-from features.windows import NAT, days_between, in_band, in_window
+from features.windows import DAY_NS, NAT, days_between, in_band, in_window
 from radar.config import FeatureConfig
 
 Columns = dict[str, "np.ndarray | pd.Categorical"]
@@ -131,7 +131,7 @@ def _purchase_gaps(
     pc, pt = code[paid], t[paid]
     same = pc[1:] == pc[:-1]
     gap_code = pc[1:][same]
-    gaps = (pt[1:] - pt[:-1])[same] / 86_400e9
+    gaps = (pt[1:] - pt[:-1])[same] / DAY_NS
     n_gaps = grouped.count(gap_code, m.n)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_gaps > 0, grouped.total(gap_code, gaps, m.n) / n_gaps, np.nan)
@@ -223,14 +223,14 @@ def _engagement(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) 
 def _youngest_age(code: np.ndarray, age: np.ndarray, n: int, mask: np.ndarray) -> np.ndarray:
     """Days since the most recent selected event per person (NaN if none)."""
     smallest = -grouped.maximum(code, -age.astype(np.float64), n, mask)
-    return smallest / 86_400e9
+    return smallest / DAY_NS
 
 
 def _nps(code: np.ndarray, kind: np.ndarray, age: np.ndarray, value: np.ndarray, m: Moment) -> Columns:
     answered = (kind == _KIND["nps"]) & ~np.isnan(value)
     # Latest answer = smallest age; on equal ages the lowest score (see grouped.value_at_latest).
     last_neg_age, last_value = grouped.value_at_latest(code, -age, value, m.n, answered)
-    days_since = np.where(last_neg_age == NAT, np.nan, -last_neg_age.astype(np.float64) / 86_400e9)
+    days_since = np.where(last_neg_age == NAT, np.nan, -last_neg_age.astype(np.float64) / DAY_NS)
     detractor = answered & (value <= m.config.nps_detractor_max)
     return {
         "nps_last_value": last_value,
@@ -395,7 +395,7 @@ def _leading_open_deal(
     return {
         "open_deal_stage": spread(stage[lead_rows]),
         "open_deal_amount": spread(deals.amount[lead_rows]),
-        "open_deal_age_days": spread(age[lead_rows] / 86_400e9),
+        "open_deal_age_days": spread(age[lead_rows] / DAY_NS),
         "open_deal_n_stage_changes": spread(n_changes[lead_rows]),
         "open_deal_days_since_stage_change": spread(days_between(last_change[lead_rows], m.as_of)),
     }
@@ -440,9 +440,3 @@ def _journey(
     stage[is_customer] = JOURNEY["use"]
     return stage
 
-
-def stage_name(ordinal: float) -> str | None:
-    """The deal stage name for an ``open_deal_stage`` value."""
-    if ordinal != ordinal or not 0 <= ordinal < len(DEAL_STAGES):
-        return None
-    return DEAL_STAGES[int(ordinal)]
