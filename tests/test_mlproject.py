@@ -37,7 +37,10 @@ def mlflow_run(entry: str, store: str, cwd: Path, timeout: int = 300, **params: 
     bin_dir = str(Path(sys.executable).parent)
     env = os.environ | {"MLFLOW_TRACKING_URI": store, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     env.pop("MLFLOW_RUN_ID", None)
+    # The radar experiment keeps artifacts beside the store; MLflow's Default experiment
+    # would put them under the directory the store was first created from.
     args = [sys.executable, "-m", "mlflow", "run", str(PROJECT), "-e", entry, "--env-manager", "local"]
+    args += ["--experiment-name", "radar"]
     for key, value in params.items():
         args += ["-P", f"{key}={value}"]
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -34,7 +34,10 @@ class RadarPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.bundle: TargetBundle = joblib.load(context.artifacts[BUNDLE_ARTIFACT])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # No type hints on purpose: MLflow 3 reads predict's hints to derive or check a schema;
+    # the signature logged with the model is meant to be the one contract.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        """Model-level outputs of the bundle for a frame of features (see TargetBundle)."""
         return self.bundle.predict(model_input)
 
 

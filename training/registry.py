@@ -201,7 +201,8 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
     try:
         return int(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as err:
-        if _missing(err) or "alias" in str(err).lower():
+        # MLflow reports an unknown alias as an invalid parameter, not as a missing resource.
+        if _missing(err) or ("alias" in err.message and "not found" in err.message):
             return None
         raise
 
