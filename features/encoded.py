@@ -66,11 +66,16 @@ class DealRecords:
 
     code: np.ndarray
     key: np.ndarray
-    n_keys: int
     created: np.ndarray
     closed: np.ndarray
     outcome: np.ndarray
     amount: np.ndarray
+    #: Deal id of each key (``ids[key]``), so results can name the deal they are about.
+    ids: pd.Index
+
+    @property
+    def n_keys(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -235,11 +240,11 @@ def _encode_deals(deals: pd.DataFrame, code: np.ndarray) -> tuple[DealRecords, p
     records = DealRecords(
         code=code[keep],
         key=np.asarray(key, dtype=np.int64)[keep],
-        n_keys=len(deal_ids),
         created=created[keep],
         closed=column_ns(deals, "closed_at")[keep],
         outcome=_category_codes(deals, "outcome", DEAL_OUTCOMES)[keep],
         amount=_numbers(deals, "amount")[keep],
+        ids=pd.Index(deal_ids),
     )
     return records, pd.Index(deal_ids)
 

@@ -57,6 +57,8 @@ DECISION_TYPES: tuple[str, ...] = ("cart_add", "cart_abandon")
 JOURNEY = {stage: float(i) for i, stage in enumerate(JOURNEY_STAGES)}
 
 _KIND = {t: i for i, t in enumerate(INTERACTION_TYPES)}
+#: The id of the deal the ``open_deal_*`` features describe (an identifier, not a feature).
+OPEN_DEAL_ID = "open_deal_id"
 
 
 @dataclass(frozen=True)
@@ -392,7 +394,14 @@ def _leading_open_deal(
         out[persons] = values
         return out
 
+    deal_ids = np.full(m.n, None, dtype=object)
+    if deals.n_keys:
+        deal_ids[persons] = deals.ids.take(deals.key[lead_rows])
     return {
+        # Not a feature: names the deal the open_deal_* columns describe, so time-to-close
+        # labels and answers are about that very deal. Its categories are only the deals
+        # named here, so deals created after as_of leave the frame untouched.
+        OPEN_DEAL_ID: pd.Categorical(deal_ids),
         "open_deal_stage": spread(stage[lead_rows]),
         "open_deal_amount": spread(deals.amount[lead_rows]),
         "open_deal_age_days": spread(age[lead_rows] / DAY_NS),

@@ -39,8 +39,10 @@ from features.windows import NAT, timestamp_ns
 from radar.config import FeatureConfig
 
 AS_OF_COLUMN = "as_of"
-#: Columns of a snapshot frame that are not features.
-NON_FEATURE_COLUMNS: tuple[str, ...] = (AS_OF_COLUMN,)
+OPEN_DEAL_ID = families.OPEN_DEAL_ID
+#: Columns of a feature frame that are not features: the snapshot time and the id of the
+#: deal that the ``open_deal_*`` features describe.
+NON_FEATURE_COLUMNS: tuple[str, ...] = (AS_OF_COLUMN, OPEN_DEAL_ID)
 
 
 def build_features(
@@ -87,11 +89,11 @@ def feature_columns(data_or_frame: CRMData | pd.DataFrame, config: FeatureConfig
     which attribute columns the leads table has, never on the rows.
     """
     if isinstance(data_or_frame, pd.DataFrame):
-        return [c for c in data_or_frame.columns if c not in NON_FEATURE_COLUMNS]
-    empty = CRMData(
-        **{name: table.iloc[:0] for name, table in data_or_frame.tables().items()}
-    )
-    return list(build_features(empty, pd.Timestamp(0), config, persons=[]).columns)
+        frame = data_or_frame
+    else:
+        empty = CRMData(**{name: table.iloc[:0] for name, table in data_or_frame.tables().items()})
+        frame = build_features(empty, pd.Timestamp(0), config, persons=[])
+    return [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
 
 
 def _all_columns(encoded: EncodedCRM, m: families.Moment) -> families.Columns:

@@ -13,7 +13,7 @@ import pytest
 
 from features.catalog import describe_feature, describe_pattern
 from features.contract import CRMData
-from features.pipeline import AS_OF_COLUMN, build_features, build_snapshots, feature_columns
+from features.pipeline import AS_OF_COLUMN, OPEN_DEAL_ID, build_features, build_snapshots, feature_columns
 from radar.config import FeatureConfig
 
 AS_OF = pd.Timestamp("2024-06-01")
@@ -402,13 +402,13 @@ def test_any_single_table_is_enough(table: str) -> None:
     data = CRMData(**{table: getattr(small_crm(), table)})
     frame = build_features(data, AS_OF)
     assert len(frame) >= 1
-    assert list(frame.columns) == feature_columns(data)
+    assert list(frame.columns) == [*feature_columns(data), OPEN_DEAL_ID]
 
 
 def test_no_tables_give_an_empty_frame_with_every_column() -> None:
     frame = build_features(CRMData(), AS_OF)
     assert frame.empty and frame.index.name == "person_id"
-    assert list(frame.columns) == feature_columns(CRMData())
+    assert list(frame.columns) == [*feature_columns(CRMData()), OPEN_DEAL_ID]
 
 
 def test_rows_are_persons_known_before_as_of_sorted() -> None:
@@ -437,8 +437,8 @@ def test_given_persons_see_the_same_categories_as_everyone() -> None:
 def test_columns_are_fixed_by_config_not_by_rows() -> None:
     data = small_crm()
     early, late = build_features(data, ago(25)), build_features(data, AS_OF)
-    assert list(early.columns) == list(late.columns) == feature_columns(data)
-    assert (early.dtypes == np.float64).sum() == len(early.columns) - 2  # two categories
+    assert list(early.columns) == list(late.columns) == [*feature_columns(data), OPEN_DEAL_ID]
+    assert (early.dtypes == np.float64).sum() == len(early.columns) - 3  # two categories, one id
     custom = build_features(data, AS_OF, FeatureConfig(windows_days=(14,), trend_recent_days=7, trend_base_days=21))
     assert "n_email_open_14d" in custom.columns and "n_email_open_30d" not in custom.columns
     assert "engagement_trend_7d_vs_21d" in custom.columns
@@ -447,7 +447,7 @@ def test_columns_are_fixed_by_config_not_by_rows() -> None:
 def test_snapshots_stack_moments_with_shared_categories() -> None:
     data = small_crm()
     snapshots = build_snapshots(data, [ago(25), AS_OF])
-    assert list(snapshots.columns) == [AS_OF_COLUMN, *feature_columns(data)]
+    assert list(snapshots.columns) == [AS_OF_COLUMN, *feature_columns(data), OPEN_DEAL_ID]
     assert feature_columns(snapshots) == feature_columns(data)
     assert snapshots.groupby(AS_OF_COLUMN).size().to_dict() == {ago(25): 1, AS_OF: 3}
     late = snapshots[snapshots[AS_OF_COLUMN] == AS_OF].drop(columns=AS_OF_COLUMN)
@@ -455,8 +455,8 @@ def test_snapshots_stack_moments_with_shared_categories() -> None:
 
 
 def test_every_feature_has_a_description() -> None:
-    frame = build_features(small_crm(), AS_OF)
-    for column in frame.columns:
+    data = small_crm()
+    for column in feature_columns(data):
         assert describe_pattern(column) is not None, column
         for value in (0.0, 1.0, 2.5, np.nan):
             text = describe_feature(column, value)
