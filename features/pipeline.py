@@ -18,7 +18,8 @@ Column order: first every float feature, by family — person (tenure, customer,
 stage), leads (count, age, numeric attributes), orders (RFM, windows, trend, purchase gaps,
 payment problems), interactions (counts per type and window, engagement, NPS), service
 issues, deals — then the category features (``lead_source``, then text lead attributes by
-name). :mod:`features.catalog` explains each column in words.
+name), then ``open_deal_id`` (an identifier, not a feature). Stacked snapshots start with
+``as_of``. :mod:`features.catalog` explains each feature in words.
 
 Scale: the tables are encoded once into integer arrays (:mod:`features.encoded`), then each
 family is a handful of ``np.bincount`` / ``ufunc.at`` passes; no per-person Python code.

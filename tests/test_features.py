@@ -369,6 +369,8 @@ def test_open_deals_stage_history_and_closed_outcomes() -> None:
     assert a["open_deal_age_days"] == 60
     assert a["open_deal_n_stage_changes"] == 2
     assert a["open_deal_days_since_stage_change"] == 10
+    assert a[OPEN_DEAL_ID] == "D1"
+    assert list(frame[OPEN_DEAL_ID].cat.categories) == ["D1"]  # D6 (created later) is no category
     assert a["n_deals_won"] == 1 and a["n_deals_lost"] == 1 and a["won_deals_amount"] == 500
     b = one(frame, "b")
     assert b["n_open_deals"] == 0 and np.isnan(b["open_deal_stage"]) and b["is_customer"] == 1
