@@ -78,6 +78,16 @@ class TrainingConfig(BaseModel):
     model: ModelConfig = ModelConfig()
 
 
+class ScoringConfig(BaseModel):
+    """How a probability becomes what a salesperson reads."""
+
+    # Grades by percentile among the model's reference population (its test snapshot), not
+    # by fixed probabilities: for a 5 % base rate a fixed "A at 75 %" would grade everyone D.
+    grade_a_min_percentile: float = Field(90.0, ge=0, le=100)
+    grade_b_min_percentile: float = Field(70.0, ge=0, le=100)
+    grade_c_min_percentile: float = Field(40.0, ge=0, le=100)
+
+
 class ServingConfig(BaseModel):
     """The scoring HTTP server."""
 
@@ -100,6 +110,7 @@ class Settings(BaseSettings):
     identity: IdentityConfig = IdentityConfig()
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
+    scoring: ScoringConfig = ScoringConfig()
     serving: ServingConfig = ServingConfig()
 
     @property

@@ -12,7 +12,6 @@ import pytest
 from features.errors import RadarInputError
 from radar.config import Settings, TrainingConfig
 from training.flat import (
-    GRADE_CUTOFFS,
     OTHER_LEVEL,
     FlatModel,
     load_flat_table,
@@ -178,12 +177,14 @@ def test_score_flat_gives_id_probability_score_grade(trained, planted_csv, tmp_p
     path = tmp_path / "new.csv"
     new.to_csv(path, index=False)
     scores = score_flat(bundle, path)
-    assert list(scores.columns) == ["Lead Ref", "probability", "score", "grade"]
+    assert list(scores.columns) == ["Lead Ref", "probability", "score", "percentile", "grade"]
     assert scores["Lead Ref"].tolist() == new["Lead Ref"].tolist()
     assert scores["score"].tolist() == np.round(100 * scores["probability"]).astype(int).tolist()
-    cut = dict(GRADE_CUTOFFS)
-    expected = np.where(scores["probability"] >= cut["A"], "A", np.where(scores["probability"] >= cut["B"], "B",
-                        np.where(scores["probability"] >= cut["C"], "C", "D")))
+    # Percentile among the held-out test probabilities, graded A >= 90, B >= 70, C >= 40.
+    reference = bundle.reference_probabilities
+    expected_pct = 100 * np.searchsorted(reference, scores["probability"], side="right") / len(reference)
+    assert np.allclose(scores["percentile"], np.round(expected_pct, 1))
+    expected = np.select([expected_pct >= 90, expected_pct >= 70, expected_pct >= 40], ["A", "B", "C"], "D")
     assert scores["grade"].tolist() == expected.tolist()
     by_row = score_flat(bundle, path, id_column=None)
     assert np.allclose(by_row["probability"], scores["probability"])

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from radar.config import ScoringConfig
+
 #: Days at which time_to_close reports the chance of having won.
 WON_WITHIN_DAYS: tuple[int, ...] = (30, 60, 90)
 
@@ -73,3 +75,21 @@ class TargetBundle:
         if len(ref) == 0:
             return np.full(len(probabilities), np.nan)
         return 100.0 * np.searchsorted(ref, probabilities, side="right") / len(ref)
+
+
+def grade(percentile: np.ndarray, config: ScoringConfig | None = None) -> np.ndarray:
+    """Letter grade A-D from a percentile (NaN percentile: D)."""
+    config = config or ScoringConfig()
+    p = np.nan_to_num(np.asarray(percentile, dtype=float), nan=-1.0)
+    cuts = [config.grade_a_min_percentile, config.grade_b_min_percentile, config.grade_c_min_percentile]
+    return np.select([p >= c for c in cuts], ["A", "B", "C"], "D")
+
+
+def with_grades(bundle: TargetBundle, outputs: pd.DataFrame, config: ScoringConfig | None = None) -> pd.DataFrame:
+    """Add the 0-100 score, the percentile in the reference population and the grade."""
+    probability = outputs["probability"].to_numpy(dtype=float)
+    out = outputs.copy()
+    out["score"] = np.round(100 * probability).astype(int)
+    out["percentile"] = np.round(bundle.percentile(probability), 1)
+    out["grade"] = grade(out["percentile"].to_numpy(), config)
+    return out

@@ -30,18 +30,13 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from features.errors import RadarInputError
 from features.io import read_table
 from features.mapping import DEFAULT_MISSING_MARKERS
-from radar.config import Settings
-from training.bundle import TargetBundle
+from radar.config import ScoringConfig, Settings
+from training.bundle import TargetBundle, with_grades
 from training.leakage import LeakageReport, LeakageSettings, check_leakage
 from training.metrics import binary_metrics
 from training.models import ProbabilityModel
 
 log = logging.getLogger(__name__)
-
-#: Grade cut-offs on the probability, best first; below the last one the grade is "D".
-#: Kept here until the lead moves them into ``radar.config``.
-GRADE_CUTOFFS: tuple[tuple[str, float], ...] = (("A", 0.75), ("B", 0.50), ("C", 0.25))
-LOWEST_GRADE = "D"
 
 #: Text levels rarer than this share of rows are pooled into OTHER_LEVEL: a level seen a
 #: handful of times teaches nothing and only lets the trees memorise rows.
@@ -709,12 +704,6 @@ def train_flat(
 # --- Scoring ---------------------------------------------------------------------------------
 
 
-def grade(probability: np.ndarray) -> np.ndarray:
-    """Letter grade per probability from GRADE_CUTOFFS."""
-    p = np.asarray(probability, dtype=float)
-    return np.select([p >= cut for _, cut in GRADE_CUTOFFS], [g for g, _ in GRADE_CUTOFFS], LOWEST_GRADE)
-
-
 def _align_headers(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """Rename headers that match a training column up to case and surrounding spaces.
 
@@ -739,8 +728,10 @@ def _score_ids(frame: pd.DataFrame, asked: str | None, trained: str | None, path
     return pd.Series(np.arange(1, len(frame) + 1), name="row_number")
 
 
-def score_flat(bundle: TargetBundle, path: Path | str, id_column: str | None = None) -> pd.DataFrame:
-    """Score every row of a flat table: id, probability, score (0-100) and grade.
+def score_flat(
+    bundle: TargetBundle, path: Path | str, id_column: str | None = None, scoring: ScoringConfig | None = None
+) -> pd.DataFrame:
+    """Score every row of a flat table: id, probability, score (0-100), percentile and grade.
 
     The id column defaults to the one given at training; without one, rows are named by
     their 1-based row number. The output's first column keeps the id column's own name so
@@ -757,14 +748,7 @@ def score_flat(bundle: TargetBundle, path: Path | str, id_column: str | None = N
     if absent:
         log.warning("%s: %d model columns absent, scored as missing: %s", path.name, len(absent), absent)
     ids = _score_ids(frame, id_column, bundle.model.schema.id_column, path)
-    probability = bundle.predict(frame)["probability"].to_numpy(dtype=float)
-    out = pd.DataFrame(
-        {
-            ids.name: ids.to_numpy(),
-            "probability": probability,
-            "score": np.round(100 * probability).astype(int),
-            "grade": grade(probability),
-        }
-    )
+    scored = with_grades(bundle, bundle.predict(frame).reset_index(drop=True), scoring)
+    out = pd.concat([pd.DataFrame({ids.name: ids.to_numpy()}), scored[["probability", "score", "percentile", "grade"]]], axis=1)
     out.attrs["absent_columns"] = absent
     return out

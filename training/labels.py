@@ -53,23 +53,30 @@ def label_purchase_probability(
     return pd.Series(persons.isin(buyers).astype(np.int8), index=persons, name="label")
 
 
-def label_lead_quality(data: CRMData, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """Open leads at ``as_of`` and whether each converts within H days of its creation.
+def open_leads(data: CRMData, as_of: pd.Timestamp, horizon_days: int) -> pd.Series:
+    """People with an open lead at ``as_of``, with its creation time.
 
-    Eligible: people whose latest lead before ``as_of`` is younger than H days and who are
-    not customers yet. The label window is ``[as_of, lead_created_at + H)``: a lead scored
-    at 80 days old has 10 days left, which the model sees through the lead's age.
+    Open: the person's latest lead before ``as_of`` is younger than H days and the person
+    is not a customer yet (no paid order or won deal before ``as_of``).
     """
     leads = data.leads
     if leads is None:
-        return pd.DataFrame(columns=["label", "lead_created_at"]).rename_axis("person_id")
+        return pd.Series(dtype="datetime64[ns]", name="lead_created_at").rename_axis("person_id")
     known = leads[leads["created_at"] < as_of]
     latest = known.groupby("person_id")["created_at"].max().rename("lead_created_at")
     latest = latest[latest >= as_of - _days(horizon_days)]
     converted = conversion_times(data).reindex(latest.index)
-    not_yet_customer = converted.isna() | (converted >= as_of)
-    frame = latest[not_yet_customer].to_frame()
-    converted = converted[not_yet_customer]
+    return latest[converted.isna() | (converted >= as_of)]
+
+
+def label_lead_quality(data: CRMData, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """Open leads at ``as_of`` and whether each converts within H days of its creation.
+
+    The label window is ``[as_of, lead_created_at + H)``: a lead scored at 80 days old has
+    10 days left, which the model sees through the lead's age.
+    """
+    frame = open_leads(data, as_of, horizon_days).to_frame()
+    converted = conversion_times(data).reindex(frame.index)
     frame["label"] = (converted < frame["lead_created_at"] + _days(horizon_days)).astype(np.int8)
     return frame
 
@@ -110,6 +117,16 @@ def _people_with_events(events: pd.DataFrame, start: pd.Timestamp, end: pd.Times
     return pd.Index(events.loc[(stamps >= start) & (stamps < end), "person_id"].unique())
 
 
+def active_customers(
+    data: CRMData, as_of: pd.Timestamp, horizon_days: int, active_customer_days: int
+) -> pd.Index:
+    """Customers who have not already left at ``as_of``: a paid order in the last
+    ``active_customer_days`` and some activity (paid order or engagement) in the last H days."""
+    recent_buyers = _people_with_events(paid_orders(data), as_of - _days(active_customer_days), as_of)
+    recently_active = _people_with_events(activity_times(data), as_of - _days(horizon_days), as_of)
+    return recent_buyers.intersection(recently_active).sort_values().rename("person_id")
+
+
 def label_churn(
     data: CRMData,
     as_of: pd.Timestamp,
@@ -119,21 +136,14 @@ def label_churn(
 ) -> pd.DataFrame:
     """Active customers at ``as_of`` and how (if at all) each goes quiet over the next H days.
 
-    Eligible: a paid order in the last ``active_customer_days`` and some activity (paid
-    order or engagement) in the last H days, i.e. a customer who has not already left.
     Quiet: no paid order and no engagement in ``[as_of, as_of + H)``.
     A service trigger in ``[as_of - H, as_of + H)`` makes quietness *service* churn; quiet
     without one is churn *by indifference*. Columns: ``churn_by_indifference``,
     ``service_churn`` (0/1 each, never both) and ``label`` (= churn_by_indifference).
     """
     horizon = _days(horizon_days)
-    paid = paid_orders(data)
-    activity = activity_times(data)
-    recent_buyers = _people_with_events(paid, as_of - _days(active_customer_days), as_of)
-    recently_active = _people_with_events(activity, as_of - horizon, as_of)
-    eligible = recent_buyers.intersection(recently_active).sort_values()
-
-    active_after = _people_with_events(activity, as_of, as_of + horizon)
+    eligible = active_customers(data, as_of, horizon_days, active_customer_days)
+    active_after = _people_with_events(activity_times(data), as_of, as_of + horizon)
     triggered = _people_with_events(
         service_trigger_times(data, nps_detractor_max), as_of - horizon, as_of + horizon
     )
@@ -144,7 +154,7 @@ def label_churn(
             "churn_by_indifference": (quiet & ~had_trigger).astype(np.int8),
             "service_churn": (quiet & had_trigger).astype(np.int8),
         },
-        index=eligible.rename("person_id"),
+        index=eligible,
     )
     frame["label"] = frame["churn_by_indifference"]
     return frame

@@ -1,0 +1,153 @@
+"""Training rows for each target: features as of a snapshot joined with its labels.
+
+Features come from the one pipeline (``features.pipeline``); labels from
+``training.labels``. Rows of several training snapshots are stacked; validation and test
+are one snapshot each (see ``training.snapshots``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.contract import CRMData
+from features.pipeline import AS_OF_COLUMN, OPEN_DEAL_ID, build_snapshots, feature_columns
+from radar.config import Settings
+from training.labels import (
+    label_churn,
+    label_lead_quality,
+    label_purchase_probability,
+    label_time_to_close,
+)
+from training.snapshots import SnapshotPlan
+
+TARGETS: tuple[str, ...] = ("lead_quality", "purchase_probability", "time_to_close", "churn_by_indifference")
+SURVIVAL_TARGETS: tuple[str, ...] = ("time_to_close",)
+
+
+@dataclass
+class TargetRows:
+    """One split of one target: features and labels, row-aligned."""
+
+    X: pd.DataFrame
+    #: Binary label (0/1); for survival targets, 1 when the deal was won in follow-up.
+    y: np.ndarray
+    #: Survival only: days of follow-up and how it ended (won / lost / censored).
+    duration: np.ndarray | None = None
+    event: np.ndarray | None = None
+    #: Churn only: 1 when the customer went quiet after a service problem.
+    y_service: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def n_positive(self) -> int:
+        return int(np.sum(self.y))
+
+
+def data_span(data: CRMData) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First event and the exclusive end of the data (the day after the last event)."""
+    stamps = []
+    for name, column in (("leads", "created_at"), ("orders", "timestamp"), ("interactions", "timestamp"), ("deals", "created_at")):
+        table = getattr(data, name)
+        if table is not None and len(table):
+            stamps.append((table[column].min(), table[column].max()))
+    if not stamps:
+        raise ValueError("no dated events: give at least one of leads, orders, interactions or deals")
+    start = min(s for s, _ in stamps)
+    end = max(e for _, e in stamps)
+    return start, end.normalize() + pd.Timedelta(days=1)
+
+
+def snapshot_features(data: CRMData, plan: SnapshotPlan, settings: Settings) -> pd.DataFrame:
+    """Features at every as-of of the plan, stacked (one encoding of the tables)."""
+    moments = [*plan.train, plan.validation, plan.test]
+    return build_snapshots(data, moments, settings.features)
+
+
+def rows_at(
+    target: str,
+    data: CRMData,
+    features: pd.DataFrame,
+    as_of: pd.Timestamp,
+    settings: Settings,
+    data_end: pd.Timestamp,
+) -> TargetRows:
+    """The eligible people (or deals) of one target at one snapshot, with labels."""
+    cfg = settings.training
+    columns = feature_columns(features)
+    if target == "purchase_probability":
+        y = label_purchase_probability(data, features.index, as_of, cfg.horizon_days)
+        return TargetRows(features[columns], y.to_numpy())
+    if target == "lead_quality":
+        labels = label_lead_quality(data, as_of, cfg.horizon_days)
+        return _join(features, columns, labels)
+    if target == "churn_by_indifference":
+        labels = label_churn(
+            data, as_of, cfg.horizon_days, cfg.active_customer_days, settings.features.nps_detractor_max
+        )
+        rows = _join(features, columns, labels)
+        rows.y_service = labels.loc[rows.X.index, "service_churn"].to_numpy()
+        return rows
+    if target == "time_to_close":
+        return _deal_rows(data, features, columns, as_of, cfg.horizon_days, data_end)
+    raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
+
+
+def _join(features: pd.DataFrame, columns: list[str], labels: pd.DataFrame) -> TargetRows:
+    eligible = labels.index.intersection(features.index)
+    return TargetRows(features.loc[eligible, columns], labels.loc[eligible, "label"].to_numpy())
+
+
+def _deal_rows(
+    data: CRMData,
+    features: pd.DataFrame,
+    columns: list[str],
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    data_end: pd.Timestamp,
+) -> TargetRows:
+    """Open deals at as_of, one per person: the leading open deal that the person's
+    ``open_deal_*`` features describe (named by the frame's ``open_deal_id``). Choosing the
+    deal by anything that happens later would bias the labels."""
+    deals = label_time_to_close(data, as_of, horizon_days, data_end)
+    leading = features[OPEN_DEAL_ID].dropna()
+    deals = deals.reindex(pd.Index(leading.to_numpy(), name="deal_id")).dropna(subset=["event"])
+    X = features.loc[deals["person_id"].to_numpy(), columns]
+    event = deals["event"].to_numpy().astype(str)
+    return TargetRows(
+        X, (event == "won").astype(np.int8), duration=deals["duration_days"].to_numpy(float), event=event
+    )
+
+
+def stack(parts: list[TargetRows]) -> TargetRows:
+    """Training rows of several snapshots as one set."""
+    def cat(name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else np.concatenate(values)
+
+    return TargetRows(
+        X=pd.concat([p.X for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        duration=cat("duration"),
+        event=cat("event"),
+        y_service=cat("y_service"),
+    )
+
+
+def split_rows(
+    target: str, data: CRMData, snapshots: pd.DataFrame, plan: SnapshotPlan, settings: Settings
+) -> dict[str, TargetRows]:
+    """Train (stacked snapshots), validation and test rows of one target."""
+    def at(moment: pd.Timestamp) -> TargetRows:
+        frame = snapshots[snapshots[AS_OF_COLUMN] == moment]
+        return rows_at(target, data, frame, moment, settings, plan.data_end)
+
+    return {
+        "train": stack([at(m) for m in plan.train]),
+        "validation": at(plan.validation),
+        "test": at(plan.test),
+    }
