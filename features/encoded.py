@@ -168,6 +168,10 @@ def _person_universe(uniques: list[pd.Index], persons: Sequence[object] | None) 
         found = pd.Index(list(persons), dtype=object).dropna().unique()
     else:
         found = pd.Index(pd.concat([u.to_series() for u in uniques], ignore_index=True).unique())
+    if len(found) == 0:
+        # No one: the running pandas' text dtype, so an empty frame's index never depends
+        # on whether the tables held (future) rows.
+        found = pd.Index([], dtype=pd.Series([""]).dtype)
     return found.sort_values().rename(PERSON_COLUMN)
 
 

@@ -313,7 +313,7 @@ def _text_attribute(
     seen = np.unique(values.codes[before])
     seen = seen[seen >= 0]
     local = np.where(chosen >= 0, np.searchsorted(seen, chosen), -1)
-    return pd.Categorical.from_codes(local, categories=pd.Index(values.categories[seen], dtype=object))
+    return pd.Categorical.from_codes(local, categories=pd.Index(values.categories[seen]))
 
 
 # ---------------------------------------------------------------- deals

@@ -31,7 +31,6 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import union_categoricals
 
 from features import families
 from features.contract import CRMData
@@ -145,8 +144,19 @@ def _assemble(
     index = pd.Index(encoded.ids.take(np.concatenate(row_sets)), name=PERSON_COLUMN)
     frame = pd.DataFrame(block.T, index=index, columns=float_names, copy=False)
     for name, parts in texts.items():
-        frame[name] = parts[0] if len(parts) == 1 else union_categoricals(parts, sort_categories=True)
+        frame[name] = parts[0] if len(parts) == 1 else _stack_categoricals(parts)
     if stacked:
         when = np.repeat(np.array(cuts, dtype="datetime64[ns]"), [len(rows) for rows in row_sets][: len(cuts)])
         frame.insert(0, AS_OF_COLUMN, when)
     return frame
+
+
+def _stack_categoricals(parts: list[pd.Categorical]) -> pd.Categorical:
+    """Categoricals one after another, over the sorted union of their categories.
+
+    (``union_categoricals`` refuses parts whose categories differ in dtype, as an empty
+    object-dtype set and a ``str`` set do on pandas 3.)
+    """
+    union = pd.Index(sorted(set().union(*(set(part.categories) for part in parts))))
+    codes = np.concatenate([part.set_categories(union).codes for part in parts])
+    return pd.Categorical.from_codes(codes, categories=union)
