@@ -7,6 +7,8 @@ commands so that ``radar --help`` stays instant.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -23,7 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
+# Wide enough for the metrics tables when the output is a log file or a CI page.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 DataDir = Annotated[Path, typer.Argument(help="Folder with the CRM tables (raw or validated).")]
 MappingOpt = Annotated[
@@ -121,6 +124,200 @@ def features(
     )
 
 
+def _metrics_table(report) -> "Table":
+    from rich.table import Table
+
+    table = Table(title="Test snapshot: model vs baselines")
+    for column in ("target", "contender", "AUC / C", "PR-AUC", "Brier / IBS", "ECE", "lift@10%", "n", "gate"):
+        table.add_column(column, justify="left" if column in ("target", "contender", "gate") else "right")
+    for target, result in report.results.items():
+        if result.bundle is None:
+            table.add_row(target, "—", *[""] * 6, "; ".join(result.notes))
+            continue
+        gate = result.registration.get("alias", "") if result.registration else ""
+        chosen = "model" if result.bundle.model_type == "lightgbm" else result.bundle.model_type
+        for contender, m in result.comparison.iterrows():
+            rank = m.get("auc", m.get("c_index"))
+            brier = m.get("brier", m.get("integrated_brier"))
+            table.add_row(
+                target if contender == result.comparison.index[0] else "",
+                f"[bold]{contender}[/]" if contender == chosen else str(contender),
+                _fmt(rank), _fmt(m.get("pr_auc")), _fmt(brier), _fmt(m.get("ece")),
+                _fmt(m.get("lift_at_10pct"), 2), f"{int(m['n']):,}",
+                gate if contender == chosen else "",
+            )
+    return table
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return "" if number != number else f"{number:.{digits}f}"
+
+
+@app.command()
+def train(
+    data_dir: Annotated[Optional[Path], typer.Argument(help="CRM folder (raw or validated).")] = None,
+    table: Annotated[Optional[Path], typer.Option(help="A flat table: one row per lead/customer.")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Flat table: the label column.")] = None,
+    id_column: Annotated[Optional[str], typer.Option("--id", help="Flat table: the id column.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Flat table: the model's name.")] = None,
+    force_include: Annotated[
+        Optional[list[str]], typer.Option("--force-include", help="Flat table: keep a flagged column.")
+    ] = None,
+    metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write the figures as JSON.")] = None,
+    no_register: Annotated[bool, typer.Option("--no-register", help="Train and judge only.")] = False,
+) -> None:
+    """Train every target (or a flat table), compare with baselines, register and gate."""
+    import json
+
+    from features.atomic import write_text
+
+    settings = load_settings()
+    if table is not None:
+        payload = _train_flat(table, label, id_column, name, force_include or [], settings, not no_register)
+    elif data_dir is not None:
+        from training.pipeline import train_all
+
+        with console.status("Training...") as status:
+            report = train_all(data_dir, settings, register=not no_register, progress=status.update)
+        console.print(_metrics_table(report))
+        for result in report.results.values():
+            for note in result.notes:
+                console.print(f"[yellow]note:[/] {note}")
+        payload = report.to_dict()
+    else:
+        raise typer.BadParameter("give a CRM folder, or --table FILE --label COL --name NAME")
+    if metrics_out:
+        write_text(json.dumps(payload, indent=2, default=str), metrics_out)
+        console.print(f"Metrics written to {metrics_out}")
+
+
+def _train_flat(
+    table: Path, label: Optional[str], id_column: Optional[str], name: Optional[str],
+    force_include: list[str], settings: Settings, register: bool,
+) -> dict:
+    from training.flat import load_flat_table, train_flat
+
+    if not label or not name:
+        raise typer.BadParameter("--table needs --label COL and --name NAME")
+    flat = load_flat_table(table, label, id_column)
+    for message in flat.messages:
+        console.print(f"[yellow]{message}[/]")
+    bundle, report = train_flat(flat, name, settings, force_include=force_include)
+    for warning in report.leakage.warnings():
+        console.print(f"[yellow]leakage guard:[/] {warning}")
+    console.print(_flat_metrics_table(bundle.metrics))
+    for note in report.notes:
+        console.print(f"note: {note}")
+    payload = {
+        "name": name,
+        "metrics": bundle.metrics,
+        "notes": bundle.notes,
+        "model_type": bundle.model_type,
+        "flagged_columns": [c.column for c in report.leakage.checks if c.flagged],
+        "auc_with_flagged_columns": report.auc_with_excluded,
+    }
+    if register:
+        from training.gate import decide
+        from training.registry import champion_metrics_for, log_target
+
+        candidate = bundle.metrics.get("model", {})
+        baselines = {k: v for k, v in bundle.metrics.items() if k != "model"}
+        _, champion = champion_metrics_for(bundle, tracking_uri=settings.tracking_uri)
+        decision = decide(candidate, baselines, champion, settings.training, "binary")
+        info = log_target(
+            bundle, params={"table": str(table), "label": label}, plots=None,
+            input_example=flat.X.head(5), tracking_uri=settings.tracking_uri, decision=decision,
+        )
+        console.print(f"Registered {info.name} v{info.version}: {decision.summary}")
+        payload["registration"] = {"version": info.version, "promoted": decision.promote, "reasons": decision.reasons}
+    return payload
+
+
+def _flat_metrics_table(metrics: dict) -> "Table":
+    from rich.table import Table
+
+    table = Table(title="Held-out test split")
+    for column in ("contender", "AUC", "PR-AUC", "Brier", "ECE", "lift@10%"):
+        table.add_column(column)
+    for contender, m in metrics.items():
+        table.add_row(contender, _fmt(m.get("auc")), _fmt(m.get("pr_auc")), _fmt(m.get("brier")),
+                      _fmt(m.get("ece")), _fmt(m.get("lift_at_10pct"), 2))
+    return table
+
+
+@app.command()
+def score(
+    data_dir: Annotated[Optional[Path], typer.Argument(help="CRM folder (raw or validated).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this day (default: day after the data).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="CSV, Parquet or Excel (.xlsx) file.")] = Path("scores.csv"),
+    table: Annotated[Optional[Path], typer.Option(help="A flat table to score with --model.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Flat table: the registered model's name.")] = None,
+    id_column: Annotated[Optional[str], typer.Option("--id", help="Flat table: the id column.")] = None,
+) -> None:
+    """Score every eligible person with the champions and write the answers."""
+    import pandas as pd
+
+    from serving.export import write_scores
+
+    settings = load_settings()
+    if table is not None:
+        from training.flat import score_flat
+        from training.registry import load_bundle
+
+        if not model:
+            raise typer.BadParameter("--table needs --model NAME")
+        scores = score_flat(load_bundle(model, tracking_uri=settings.tracking_uri), table, id_column, settings.scoring)
+    elif data_dir is not None:
+        from serving.scoring import load_champions, score_people
+        from training.datasets import data_span
+
+        data = _load(data_dir, None, settings).data
+        moment = pd.Timestamp(_parse_day(as_of)) if as_of else data_span(data)[1]
+        champions = load_champions(settings)
+        if not champions:
+            raise typer.BadParameter("no champion models yet: run `radar train DIR` first")
+        scores = score_people(data, moment, champions, settings)
+    else:
+        raise typer.BadParameter("give a CRM folder, or --table FILE --model NAME")
+    write_scores(scores, out)
+    console.print(f"[green]{len(scores):,} scores[/] → {out}")
+
+
+@app.command()
+def promote(
+    target: Annotated[str, typer.Argument(help="Target or flat-table model name.")],
+    version: Annotated[Optional[int], typer.Option(help="Version to make champion (default: the challenger).")] = None,
+) -> None:
+    """Make a version the champion by hand (the old one can be restored with rollback)."""
+    from training.registry import promote as promote_version
+
+    change = promote_version(target, version, tracking_uri=load_settings().tracking_uri)
+    console.print(change.to_dict())
+
+
+@app.command()
+def rollback(target: Annotated[str, typer.Argument(help="Target or flat-table model name.")]) -> None:
+    """Restore the previous champion."""
+    from training.registry import rollback as rollback_version
+
+    change = rollback_version(target, tracking_uri=load_settings().tracking_uri)
+    console.print(change.to_dict())
+
+
+@app.command()
+def retrain(
+    data_dir: DataDir,
+    metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write the figures as JSON.")] = None,
+) -> None:
+    """Re-run the whole flow on fresh data through the promotion gate (for a scheduler)."""
+    train(data_dir=data_dir, table=None, label=None, id_column=None, name=None, force_include=None,
+          metrics_out=metrics_out, no_register=False)
+
+
 @app.command()
 def quickstart(
     folder: Annotated[Path, typer.Option(help="Working folder for the demo run.")] = Path(".radar/quickstart"),
@@ -146,6 +343,9 @@ def main() -> None:
     from features.errors import RadarInputError
     from training.snapshots import NotEnoughHistory
 
+    # MLflow's per-artifact progress bars and INFO lines drown the command's own report.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         app()
     except (RadarInputError, NotEnoughHistory) as err:

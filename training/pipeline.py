@@ -47,6 +47,8 @@ class TargetResult:
     registration: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
     test_features: pd.DataFrame | None = None
+    #: Fitted baselines, kept so one can serve when no model has passed the gate yet.
+    baselines: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,25 +182,39 @@ def train_target(target: str, rows: dict[str, TargetRows], settings: Settings, p
             comparison.loc[MODEL, "service_auc"] = binary_metrics(te.y_service, service_model.predict_proba(te.X))["auc"]
         else:
             notes.append("service churn: too few examples for its own model; dominant risk not reported")
-    test_prob = np.sort(model.predict_proba(te.X))
-    bundle = TargetBundle(
+    bundle = make_bundle(target, chosen, model, comparison, te.X, settings, plan, service_model, notes)
+    result = TargetResult(target, bundle, comparison, counts, notes, test_features=te.X, baselines=baselines)
+    result.figures = _figures(target, contenders, te, survival, model)
+    return result
+
+
+def make_bundle(
+    target: str,
+    chosen: str,
+    model: Any,
+    comparison: pd.DataFrame,
+    test_X: pd.DataFrame,
+    settings: Settings,
+    plan: SnapshotPlan,
+    service_model: Any | None = None,
+    notes: list[str] | None = None,
+) -> TargetBundle:
+    """The bundle of one contender (the model, or a baseline standing in for it)."""
+    return TargetBundle(
         target=target,
-        kind="survival" if survival else "binary",
+        kind="survival" if target in SURVIVAL_TARGETS else "binary",
         model=model,
-        feature_names=list(tr.X.columns),
+        feature_names=list(test_X.columns),
         model_type="lightgbm" if chosen == MODEL else chosen,
         metrics={name: _clean(m) for name, m in comparison.to_dict(orient="index").items()},
-        reference_probabilities=test_prob,
-        horizon_days=cfg.horizon_days,
+        reference_probabilities=np.sort(model.predict_proba(test_X)),
+        horizon_days=settings.training.horizon_days,
         snapshot_plan=plan.to_dict(),
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         service_model=service_model,
-        notes=notes,
-        cost=explanation_cost(model, te.X),
+        notes=list(notes or []),
+        cost=explanation_cost(model, test_X),
     )
-    result = TargetResult(target, bundle, comparison, counts, notes, test_features=te.X)
-    result.figures = _figures(target, contenders, te, survival, model)
-    return result
 
 
 def _best_baseline(comparison: pd.DataFrame, survival: bool) -> str:
@@ -219,6 +235,31 @@ def _figures(target: str, contenders: dict[str, Any], test: TargetRows, survival
         sample = test.X.head(2000)
         figures["shap_summary.png"] = plots.shap_summary_plot(model.contributions(sample), sample, f"{target}: SHAP")
     return figures
+
+
+def serve_best_baseline_if_no_champion(result: TargetResult, settings: Settings, plan: SnapshotPlan) -> None:
+    """When a target's model failed the gate and nothing is champion yet, make its best
+    baseline the champion: a CRM is better served by an honest rule than by no score, and
+    a model will replace it as soon as one beats it."""
+    from training.gate import GateDecision
+    from training.registry import log_target, version_info
+
+    reg = result.registration
+    if not reg or reg.get("promoted") or not result.baselines or result.test_features is None:
+        return
+    if version_info(result.target, alias="champion", tracking_uri=settings.tracking_uri) is not None:
+        return
+    name = _best_baseline(result.comparison.drop(index=MODEL, errors="ignore"), result.target in SURVIVAL_TARGETS)
+    why = f"no champion yet and the model did not pass the gate ({'; '.join(reg['reasons'][:1])}); {name} serves meanwhile"
+    bundle = make_bundle(
+        result.target, name, result.baselines[name], result.comparison, result.test_features, settings, plan, notes=[why]
+    )
+    info = log_target(
+        bundle, params={"fallback": name}, plots=None, input_example=result.test_features,
+        tracking_uri=settings.tracking_uri, decision=GateDecision(True, [why]),
+    )
+    result.notes.append(why)
+    result.registration["fallback"] = {"version": info.version, "model_type": name, "alias": "champion"}
 
 
 def build_target_rows(
@@ -262,11 +303,15 @@ def train_all(
         results[target] = train_target(target, rows[target], settings, plan)
         seconds[f"train_{target}"] = time.perf_counter() - clock
     if register:
-        from training.registry import register_results
+        from training.registry import register_results, score_bundle
 
         clock = time.perf_counter()
         say("logging to MLflow and applying the promotion gate")
-        register_results(results, settings)
+        # The champion is re-scored on this run's test rows, so the gate compares like
+        # with like even when the champion was trained on older data.
+        register_results(results, settings, evaluate_champion=lambda t, b: score_bundle(b, rows[t]["test"]))
+        for result in results.values():
+            serve_best_baseline_if_no_champion(result, settings, plan)
         seconds["register"] = time.perf_counter() - clock
     for result in results.values():
         plots.close_all(result.figures)

@@ -1,0 +1,27 @@
+"""Writing score tables for CRMs and spreadsheets: CSV, Parquet or Excel by file suffix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from features.atomic import atomic_path, write_csv, write_parquet
+
+SUFFIXES = (".csv", ".parquet", ".xlsx")
+
+
+def write_scores(scores: pd.DataFrame, destination: Path) -> Path:
+    """Write atomically in the format the suffix names (.csv, .parquet or .xlsx)."""
+    destination = Path(destination)
+    suffix = destination.suffix.lower()
+    if suffix == ".csv":
+        return write_csv(scores, destination)
+    if suffix == ".parquet":
+        return write_parquet(scores, destination)
+    if suffix == ".xlsx":
+        with atomic_path(destination) as temp:
+            # Excel has no time zones and no NaN: write plain values.
+            scores.to_excel(temp, index=False, engine="openpyxl")
+        return destination
+    raise ValueError(f"{destination.name}: unknown score file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
