@@ -258,6 +258,7 @@ def score(
     table: Annotated[Optional[Path], typer.Option(help="A flat table to score with --model.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Flat table: the registered model's name.")] = None,
     id_column: Annotated[Optional[str], typer.Option("--id", help="Flat table: the id column.")] = None,
+    alias: Annotated[str, typer.Option(help="Flat table: which registered version (champion or challenger).")] = "champion",
 ) -> None:
     """Score every eligible person with the champions and write the answers."""
     import pandas as pd
@@ -271,7 +272,8 @@ def score(
 
         if not model:
             raise typer.BadParameter("--table needs --model NAME")
-        scores = score_flat(load_bundle(model, tracking_uri=settings.tracking_uri), table, id_column, settings.scoring)
+        bundle = load_bundle(model, alias, tracking_uri=settings.tracking_uri)
+        scores = score_flat(bundle, table, id_column, settings.scoring)
     elif data_dir is not None:
         from serving.scoring import load_champions, score_people
         from training.datasets import data_span
@@ -340,7 +342,8 @@ def quickstart(
     features(validated, as_of=as_of, out=folder / "features.parquet", mapping=None)
     train(data_dir=validated, table=None, label=None, id_column=None, name=None, force_include=None,
           metrics_out=folder / "metrics.json", no_register=False)
-    score(data_dir=validated, as_of=as_of, out=folder / "scores.csv", table=None, model=None, id_column=None)
+    score(data_dir=validated, as_of=as_of, out=folder / "scores.csv", table=None, model=None, id_column=None,
+          alias="champion")
     console.print(f"[bold green]Quickstart done.[/] Outputs in {folder}; MLflow store: {load_settings().tracking_uri}")
 
 
@@ -353,7 +356,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Radar's pyfunc predict is untyped on purpose (its schema comes from the signature).
-    warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
+    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     try:
         app()
     except (RadarInputError, NotEnoughHistory) as err:

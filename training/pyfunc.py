@@ -25,7 +25,7 @@ BUNDLE_FILE = "bundle.joblib"
 
 #: Distributions a loaded bundle needs. Pinned from this environment so MLflow does not
 #: have to infer them, which would load the model in a subprocess for every log_model.
-_RUNTIME_DISTRIBUTIONS = ("lightgbm", "scikit-learn", "scikit-survival", "pandas", "numpy", "joblib")
+_RUNTIME_DISTRIBUTIONS = ("lightgbm", "scikit-learn", "scikit-survival", "pymc-marketing", "pandas", "numpy", "joblib")
 
 
 class RadarPyfunc(mlflow.pyfunc.PythonModel):
