@@ -1,0 +1,1 @@
+"""Timing benchmarks for Radar (run as modules, e.g. ``python -m benchmarks.train_bench``)."""

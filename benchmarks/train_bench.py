@@ -1,0 +1,385 @@
+"""Training and feature-build benchmark on a demo world.
+
+    python -m benchmarks.train_bench --customers 100000 --snapshots 12
+
+Generates (or reuses, cached under ``data/generated/``) a Parquet demo world, then times
+loading, snapshot features + labels and the training of every target, and the build of
+one feature snapshot at several world sizes. Figures are printed and written as the
+"Training" and "Features" sections of ``docs/benchmarks.md``.
+
+Each measurement runs in a fresh process so its peak RSS is its own: ``ru_maxrss`` only
+ever grows, so measuring 20 k after 100 k in one process would report 100 k's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import platform
+import resource
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+CACHE_DIR = Path("data/generated")
+DOC_PATH = Path("docs/benchmarks.md")
+#: Training all four targets at 100 k people × 12 snapshots must fit in this on 2 cores.
+TRAIN_BUDGET_SECONDS = 300.0
+DEFAULT_SEED = 7
+PERSON_TABLES = ("leads", "interactions", "orders", "deals")
+
+T = TypeVar("T")
+
+
+# --- The machine -----------------------------------------------------------------------------
+
+
+@dataclass
+class Machine:
+    """Where the figures were measured."""
+
+    cores: int
+    memory_gb: float
+    cpu: str
+    python: str
+    system: str
+    #: 1-minute load average when the run started: other work on the machine slows the figures.
+    load_average: float = float("nan")
+
+    def describe(self) -> str:
+        return (
+            f"{self.cores} cores ({self.cpu}), {self.memory_gb:.1f} GB RAM, Python {self.python}, {self.system}; "
+            f"load average {self.load_average:.1f} at start"
+        )
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    """The value of the first ``key: value`` line of a /proc file (None off Linux)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+def machine() -> Machine:
+    """Cores, memory and CPU of this machine."""
+    total_kb = _proc_field("/proc/meminfo", "MemTotal")
+    memory_gb = float(total_kb.split()[0]) / 1024**2 if total_kb else float("nan")
+    return Machine(
+        cores=os.cpu_count() or 1,
+        memory_gb=memory_gb,
+        cpu=_proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown CPU",
+        python=platform.python_version(),
+        system=f"{platform.system()} {platform.release()}",
+        load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
+    )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KB)."""
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+# --- The world -------------------------------------------------------------------------------
+
+
+def demo_world(customers: int, seed: int = DEFAULT_SEED, cache_dir: Path = CACHE_DIR) -> Path:
+    """A Parquet demo world of ``customers`` people, generated once and then reused."""
+    from radar.demo import generate_world
+
+    folder = Path(cache_dir) / f"demo-{customers}-seed{seed}-parquet"
+    done = folder / "GENERATED"
+    # The marker is written last, so a half-written world is regenerated, never reused.
+    if not done.is_file():
+        generate_world(customers, seed, folder, file_format="parquet")
+        done.write_text(datetime.now(timezone.utc).isoformat(timespec="seconds"), encoding="utf-8")
+    return folder
+
+
+def _settings(snapshots: int, work_dir: Path) -> Any:
+    from radar.config import Settings
+
+    base = Settings(work_dir=work_dir)
+    training = base.training.model_copy(update={"n_snapshots": snapshots})
+    return base.model_copy(update={"training": training})
+
+
+def _sizes(data: Any) -> tuple[int, dict[str, int]]:
+    """Distinct people across the person tables, and rows per table."""
+    import pandas as pd
+
+    events = {}
+    ids = []
+    for name in PERSON_TABLES:
+        table = getattr(data, name)
+        if table is not None:
+            events[name] = len(table)
+            ids.append(pd.Series(table["person_id"].to_numpy()))
+    people = int(pd.concat(ids).nunique()) if ids else 0
+    return people, events
+
+
+# --- Training --------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingBench:
+    """Figures of one training run. Peak RSS is measured at the end of each stage."""
+
+    customers: int
+    snapshots: int
+    people: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    chosen: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def train_seconds(self) -> float:
+        """Training of all targets (model, baselines, judging), without load and features."""
+        return sum(v for k, v in self.seconds.items() if k.startswith("train_"))
+
+
+def bench_training(
+    world: Path, snapshots: int, customers: int, *, register: bool = False, work_dir: Path | None = None
+) -> TrainingBench:
+    """Time load, snapshot features + labels and each target's training on ``world``."""
+    from features.ingest import load_crm
+    from training import plots
+    from training.datasets import TARGETS
+    from training.pipeline import build_target_rows, train_target
+
+    work = Path(work_dir or tempfile.mkdtemp(prefix="radar-bench-"))
+    settings = _settings(snapshots, work)
+    bench = TrainingBench(customers=customers, snapshots=snapshots)
+
+    def stage(name: str, work_fn: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        out = work_fn()
+        bench.seconds[name] = time.perf_counter() - started
+        bench.peak_rss_mb[name] = peak_rss_mb()
+        # Progress on stderr: a 100 k run takes minutes and stdout is the report.
+        print(f"  {name}: {bench.seconds[name]:.1f} s, peak RSS {bench.peak_rss_mb[name]:,.0f} MB", file=sys.stderr, flush=True)
+        return out
+
+    data = stage("load", lambda: load_crm(world, settings=settings).data)
+    bench.people, bench.events = _sizes(data)
+    plan, rows = stage("features_and_labels", lambda: build_target_rows(data, settings, TARGETS))
+    results = {}
+    for target in TARGETS:
+        results[target] = stage(f"train_{target}", lambda t=target: train_target(t, rows[t], settings, plan))
+        bench.rows[target] = {split: len(r) for split, r in rows[target].items()}
+        bundle = results[target].bundle
+        bench.chosen[target] = bundle.model_type if bundle else "not trained"
+    if register:
+        stage("register", lambda: _register(results, rows, settings, plan))
+    for result in results.values():
+        plots.close_all(result.figures)
+    return bench
+
+
+def _register(results: dict[str, Any], rows: dict[str, Any], settings: Any, plan: Any) -> None:
+    """What ``train_all`` does after training, for a benchmark that includes MLflow."""
+    from training.pipeline import serve_best_baseline_if_no_champion
+    from training.registry import register_results, score_bundle
+
+    register_results(results, settings, evaluate_champion=lambda t, b: score_bundle(b, rows[t]["test"]))
+    for result in results.values():
+        serve_best_baseline_if_no_champion(result, settings, plan)
+
+
+# --- Features --------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureBench:
+    """One feature snapshot: everyone known as of the day after the data."""
+
+    customers: int
+    people: int
+    features: int
+    as_of: str
+    load_seconds: float
+    seconds: float
+    load_peak_rss_mb: float
+    peak_rss_mb: float
+
+
+def bench_features(world: Path, customers: int) -> FeatureBench:
+    """Time ``build_features`` at one as-of (the scoring moment: the day after the data)."""
+    from features.ingest import load_crm
+    from features.pipeline import build_features, feature_columns
+    from radar.config import Settings
+    from training.datasets import data_span
+
+    settings = Settings()
+    started = time.perf_counter()
+    data = load_crm(world, settings=settings).data
+    load_seconds = time.perf_counter() - started
+    load_rss = peak_rss_mb()
+    as_of = data_span(data)[1]
+    started = time.perf_counter()
+    frame = build_features(data, as_of, settings.features)
+    seconds = time.perf_counter() - started
+    return FeatureBench(
+        customers=customers,
+        people=len(frame),
+        features=len(feature_columns(frame)),
+        as_of=str(as_of.date()),
+        load_seconds=load_seconds,
+        seconds=seconds,
+        load_peak_rss_mb=load_rss,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
+def isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` in a fresh (spawned) process, so its peak RSS starts from zero."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
+# --- Reporting -------------------------------------------------------------------------------
+
+
+def _header(title: str, host: Machine, when: str, command: str) -> list[str]:
+    return [f"## {title}", "", f"- Machine: {host.describe()}", f"- Date: {when}", f"- Command: `{command}`", ""]
+
+
+def training_section(bench: TrainingBench, host: Machine, when: str, command: str) -> str:
+    """The "Training" section of docs/benchmarks.md."""
+    total = bench.train_seconds
+    verdict = "within" if total <= TRAIN_BUDGET_SECONDS else "OVER"
+    events = ", ".join(f"{n:,} {t}" for t, n in bench.events.items())
+    lines = _header("Training", host, when, command) + [
+        f"Size: {bench.people:,} people, {sum(bench.events.values()):,} events ({events}), "
+        f"{bench.snapshots} snapshots. No MLflow registration unless a `register` row is shown.",
+        "",
+        "| stage | seconds | peak RSS after (MB) | rows train / validation / test | served by |",
+        "|---|---:|---:|---|---|",
+    ]
+    for stage, seconds in bench.seconds.items():
+        target = stage.removeprefix("train_")
+        rows = bench.rows.get(target)
+        split = " / ".join(f"{rows[s]:,}" for s in ("train", "validation", "test")) if rows else ""
+        lines.append(
+            f"| {stage} | {seconds:.1f} | {bench.peak_rss_mb[stage]:,.0f} | {split} | {bench.chosen.get(target, '')} |"
+        )
+    lines += [
+        f"| **train, all targets** | **{total:.1f}** | | | |",
+        "",
+        f"Budget for training all targets: {TRAIN_BUDGET_SECONDS:.0f} s; this run is {verdict} budget.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def features_section(benches: Sequence[FeatureBench], host: Machine, when: str, command: str) -> str:
+    """The "Features" section of docs/benchmarks.md."""
+    lines = _header("Features", host, when, command) + [
+        "`build_features` at one as-of (the day after the data), everyone known; each size in a fresh process.",
+        "",
+        "| world (people) | people scored | features | load (s) | build_features (s) | peak RSS after load (MB) | peak RSS (MB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for b in benches:
+        lines.append(
+            f"| {b.customers:,} | {b.people:,} | {b.features} | {b.load_seconds:.1f} | {b.seconds:.1f} "
+            f"| {b.load_peak_rss_mb:,.0f} | {b.peak_rss_mb:,.0f} |"
+        )
+    return "\n".join(lines + [""])
+
+
+def update_doc(path: Path, sections: dict[str, str]) -> None:
+    """Replace (or append) the ``## <title>`` sections of ``path``, keeping the rest."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n\n"
+    blocks = _split_sections(text)
+    for title, body in sections.items():
+        blocks[title] = body.rstrip("\n") + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(b.rstrip("\n") + "\n" for b in blocks.values()), encoding="utf-8")
+
+
+def _split_sections(text: str) -> dict[str, str]:
+    """Preamble (key "") and each ``## `` section by title, in order."""
+    blocks: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            blocks[current] = []
+        blocks[current].append(line)
+    return {title: "\n".join(lines) + "\n" for title, lines in blocks.items()}
+
+
+# --- Command ---------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=100_000, help="people in the training world")
+    parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--feature-sizes", type=int, nargs="*", default=[20_000, 100_000], help="world sizes for the feature timing"
+    )
+    parser.add_argument("--register", action="store_true", help="also log and register in MLflow (temp store)")
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
+    parser.add_argument("--no-doc", action="store_true", help="print only")
+    return parser
+
+
+def run(args: argparse.Namespace, command: str, *, isolate: bool = True) -> dict[str, str]:
+    """Run the benchmark; return the Markdown sections by title."""
+    call = isolated if isolate else (lambda fn, *a, **k: fn(*a, **k))
+    host = machine()
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = {}
+    if not args.skip_training:
+        world = demo_world(args.customers, args.seed, args.cache_dir)
+        with tempfile.TemporaryDirectory(prefix="radar-bench-") as work:
+            if args.register:
+                os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(work) / 'mlflow.db'}")
+            bench = call(
+                bench_training, world, args.snapshots, args.customers, register=args.register, work_dir=Path(work)
+            )
+        sections["Training"] = training_section(bench, host, when, command)
+    if args.feature_sizes:
+        worlds = [(n, demo_world(n, args.seed, args.cache_dir)) for n in args.feature_sizes]
+        benches = [call(bench_features, world, n) for n, world in worlds]
+        sections["Features"] = features_section(benches, host, when, command)
+    return sections
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmarks.train_bench", *argv])
+    sections = run(args, command)
+    for body in sections.values():
+        print(body)
+    if not args.no_doc:
+        update_doc(args.doc, sections)
+        print(f"written to {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
