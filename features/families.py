@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features import grouped
-from features.contract import INTERACTION_TYPES, JOURNEY_STAGES
+from features.contract import ENGAGEMENT_TYPES, INTERACTION_TYPES, JOURNEY_STAGES
 from features.encoded import (
     FAILED,
     LOST,
@@ -38,20 +38,6 @@ Columns = dict[str, "np.ndarray | pd.Categorical"]
 
 #: Interaction types counted per window (deal_stage is CRM bookkeeping, used by deals).
 COUNTED_TYPES: tuple[str, ...] = tuple(t for t in INTERACTION_TYPES if t != "deal_stage")
-#: What the person does themselves. Service contacts (tickets, complaints, NPS) are a
-#: different signal, and campaign touches and deal stages are things *we* do to them.
-ENGAGEMENT_TYPES: tuple[str, ...] = (
-    "web_visit",
-    "form_submit",
-    "email_open",
-    "email_click",
-    "call",
-    "meeting",
-    "whatsapp_message",
-    "chat_message",
-    "cart_add",
-    "cart_abandon",
-)
 EVALUATION_TYPES: tuple[str, ...] = ("email_click", "form_submit", "meeting", "call")
 DECISION_TYPES: tuple[str, ...] = ("cart_add", "cart_abandon")
 JOURNEY = {stage: float(i) for i, stage in enumerate(JOURNEY_STAGES)}
