@@ -15,6 +15,7 @@ import pandas as pd
 from features.contract import CRMData
 from features.pipeline import OPEN_DEAL_ID, build_features
 from radar.config import Settings
+from serving.reasons import reasons_columns
 from training.bundle import TargetBundle, with_grades
 from training.datasets import TARGETS
 from training.labels import active_customers, open_leads
@@ -37,6 +38,8 @@ SCORE_COLUMNS: tuple[str, ...] = (
     "model_version",
     "as_of",
 )
+#: Columns added when reasons are asked for (``top_k``): a list of dicts and one sentence cell.
+REASON_COLUMNS: tuple[str, ...] = ("reasons", "reasons_text")
 
 
 @dataclass
@@ -97,10 +100,22 @@ def expected_value(target: str, outputs: pd.DataFrame, features: pd.DataFrame) -
     return p * (worth if np.isfinite(worth) else 0.0)
 
 
+def score_columns(top_k: int | None = None) -> list[str]:
+    """Columns of a score table, with the reason columns when reasons are asked for."""
+    return list(SCORE_COLUMNS) + (list(REASON_COLUMNS) if top_k is not None else [])
+
+
 def score_target(
-    target: str, champion: Champion, features: pd.DataFrame, people: pd.Index, as_of: pd.Timestamp, settings: Settings
+    target: str,
+    champion: Champion,
+    features: pd.DataFrame,
+    people: pd.Index,
+    as_of: pd.Timestamp,
+    settings: Settings,
+    top_k: int | None = None,
 ) -> pd.DataFrame:
-    """One target's answers for ``people`` (rows of ``features``)."""
+    """One target's answers for ``people`` (rows of ``features``); with ``top_k``, also
+    each row's top reasons (``reasons``, ``reasons_text``; see :mod:`serving.reasons`)."""
     bundle = champion.bundle
     rows = features.loc[people]
     outputs = with_grades(bundle, bundle.predict(rows), settings.scoring)
@@ -114,8 +129,12 @@ def score_target(
     outputs["target"] = target
     outputs["model_version"] = champion.version
     outputs["as_of"] = as_of
+    if top_k is not None:
+        reasons = reasons_columns(bundle, rows, top_k)  # rows and outputs share one order
+        outputs["reasons"] = reasons["reasons"].to_numpy()
+        outputs["reasons_text"] = reasons["reasons_text"].to_numpy()
     outputs.index.name = "person_id"
-    return outputs.reset_index().reindex(columns=list(SCORE_COLUMNS))
+    return outputs.reset_index().reindex(columns=score_columns(top_k))
 
 
 def score_people(
@@ -124,14 +143,16 @@ def score_people(
     champions: dict[str, Champion],
     settings: Settings,
     persons: list[str] | None = None,
+    top_k: int | None = None,
 ) -> pd.DataFrame:
-    """Every eligible person (or the given ``persons``) scored for every champion, long format."""
+    """Every eligible person (or the given ``persons``) scored for every champion, long
+    format; ``top_k`` adds each row's top reasons (None, the default, skips explaining)."""
     features = build_features(data, as_of, settings.features, persons=persons)
     parts = []
     for target, champion in champions.items():
         people = eligible(target, data, features, as_of, settings)
         if len(people):
-            parts.append(score_target(target, champion, features, people, as_of, settings))
+            parts.append(score_target(target, champion, features, people, as_of, settings, top_k))
     if not parts:
-        return pd.DataFrame(columns=list(SCORE_COLUMNS))
+        return pd.DataFrame(columns=score_columns(top_k))
     return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,540 @@
+"""Top reasons behind a score, in sentences a salesperson reads.
+
+``explain_top_reasons(bundle, features)`` gives, for every row, the few groups of
+features that moved the score most, signed and ordered by the size of their effect:
+"opened 6 e-mails in the last 30 days (↑)", "no purchase for 140 days; usually buys every
+35 (↓)".
+
+Where the numbers come from
+  LightGBM models: TreeSHAP values from ``Booster.predict(pred_contrib=True)``, the same
+  values the shap package computes, much faster. The input is a float matrix built the way
+  the model's own ``_prepare`` + LightGBM's pandas conversion build it (numeric columns as
+  floats, categories as their code in the training category list, unseen or missing as
+  NaN), which skips pandas' per-call overhead: explanation cost is the batch cost centre.
+  Units are the model's raw score, i.e. log-odds before calibration, and for every row the
+  group impacts plus the expected value add up exactly to that raw score.
+
+  time_to_close (HazardModel, multiclass per-period hazards): we explain the *won* class's
+  raw score on the row for the first period (``hazard_period = 0``). P(won by the
+  horizon) is a product over periods, with no additive decomposition; the first-period
+  win hazard is the term every deal has, it moves with the same features in the same
+  direction, and its contributions are exact. The period column's own contribution is
+  the same kind of constant for every deal, so it is folded into the expected value.
+
+  churn_by_indifference: the bundle's ``model`` is the indifference model (the service
+  model only names the dominant risk), so that is what is explained.
+
+  Baselines standing in for a model (no booster) are never given fake SHAP values; see
+  :data:`BASELINE_EXPLAINERS`: the observed-rate rules are explained by what they read
+  (the cell's rate against the base rate, in log-odds), the others give no reasons and
+  :func:`why_no_reasons` says why.
+
+Groups
+  Related columns read as one reason (:data:`GROUPS`, data not code): all windows of one
+  interaction type are one reason showing the window that moved this row most; last
+  purchase, usual gap and overdue ratio are one "purchase rhythm" reason showing "no
+  purchase for 140 days; usually buys every 35"; every ``open_deal_*`` column is one deal
+  reason; each lead attribute is its own. Sentences come from :mod:`features.catalog`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from features.catalog import TYPE_PHRASES, Entry, describe_pattern
+from training.bundle import TargetBundle
+from training.survival import PERIOD_COLUMN
+
+Direction = Literal["up", "down"]
+ARROWS: dict[str, str] = {"up": "↑", "down": "↓"}
+#: An impact smaller than this is a feature the trees never split on for the row: no reason.
+MIN_IMPACT = 1e-9
+#: Class of the hazard model whose raw score is explained (training.survival.EVENT_CODES).
+WON_CLASS = 1
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason behind a score."""
+
+    #: Group name (e.g. "email_open", "purchase_rhythm", "lead_source").
+    feature: str
+    #: The raw value of the column shown (JSON-friendly: float, int, str or None).
+    value: float | int | str | None
+    #: Signed contribution to the model's raw score (log-odds), summed over the group.
+    impact: float
+    #: "up": this raises the score; "down": it lowers it.
+    direction: Direction
+    #: A plain sentence with the direction arrow.
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- the groups (data)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Columns that read as one reason.
+
+    ``patterns`` are regular expressions matched in full against column names; ``name``
+    may use their named groups (``"{type}"`` → "email_open"). ``shown`` names the column
+    whose value and phrase the reason shows; without it (or when the model lacks it) the
+    column that moved the row's score most is shown, e.g. the most telling window.
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    shown: str | None = None
+
+
+_TYPES = "|".join(TYPE_PHRASES)
+
+#: The first group whose pattern matches a column takes it; a column no group matches is
+#: a group of its own (tenure_days, is_customer, journey_stage, n_leads…).
+GROUPS: tuple[Group, ...] = (
+    Group(
+        "purchase_rhythm",
+        ("days_since_last_paid_order", "days_since_last_paid_order_vs_usual_gap",
+         "purchase_gap_mean_days", "purchase_gap_std_days"),
+        shown="days_since_last_paid_order",
+    ),
+    Group("purchase_frequency", ("n_paid_orders", r"n_paid_orders_\d+d", r"paid_order_trend_\d+d_vs_\d+d",
+                                 "days_since_first_paid_order")),
+    Group("spend", (r"paid_amount_(total|mean|max|\d+d)",)),
+    Group("failed_payments", (r"n_failed_payments(_\d+d)?", "failed_amount_unrecovered")),
+    Group("refunds", (r"n_refunds(_\d+d)?", "refund_amount_total")),
+    # NPS before the per-type family, which would otherwise take n_nps_<d>d.
+    Group("nps", (r"n_nps_\d+d", "nps_last_value", "days_since_last_nps", "n_nps_detractor")),
+    Group("{type}", (rf"n_(?P<type>{_TYPES})_\d+d",)),
+    Group("engagement", (r"n_engagement_\d+d", r"engagement_trend_\d+d_vs_\d+d", "days_since_last_engagement")),
+    Group("open_deal", (r"open_deal_.+", "n_open_deals", r"(oldest|newest)_open_deal_age_days",
+                        "open_deals_amount_total")),
+    Group("deal_history", ("n_deals_won", "n_deals_lost", "won_deals_amount")),
+    Group("{column}", (r"(?P<column>lead_.+)",)),
+)
+
+
+def group_of(column: str) -> str:
+    """The reason group a feature column belongs to."""
+    for group in GROUPS:
+        for pattern in group.patterns:
+            match = re.fullmatch(pattern, column)
+            if match:
+                return group.name.format(**match.groupdict())
+    return column
+
+
+def _shown_column(column: str) -> str | None:
+    for group in GROUPS:
+        if any(re.fullmatch(p, column) for p in group.patterns):
+            return group.shown
+    return None
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """Columns → groups for one list of columns, computed once per list."""
+
+    columns: tuple[str, ...]
+    names: tuple[str, ...]
+    #: Group index of every column.
+    of_column: np.ndarray
+    #: (columns, groups) 0/1 matrix: contributions @ onehot = group impacts.
+    onehot: np.ndarray
+    #: Per group, the column index always shown, or -1 for "the one that moved the row most".
+    fixed_shown: np.ndarray
+    #: Per group, the indices of its columns.
+    members: tuple[np.ndarray, ...]
+
+
+@lru_cache(maxsize=64)
+def group_plan(columns: tuple[str, ...]) -> GroupPlan:
+    """How ``columns`` fall into groups (cached: models reuse one column list)."""
+    names: list[str] = []
+    of_column = np.empty(len(columns), dtype=np.int64)
+    for j, column in enumerate(columns):
+        name = group_of(column)
+        if name not in names:
+            names.append(name)
+        of_column[j] = names.index(name)
+    onehot = np.zeros((len(columns), len(names)))
+    onehot[np.arange(len(columns)), of_column] = 1.0
+    fixed = np.full(len(names), -1, dtype=np.int64)
+    for j, column in enumerate(columns):
+        shown = _shown_column(column)
+        if shown is not None and shown == column:
+            fixed[of_column[j]] = j
+    members = tuple(np.flatnonzero(of_column == g) for g in range(len(names)))
+    return GroupPlan(tuple(columns), tuple(names), of_column, onehot, fixed, members)
+
+
+# ---------------------------------------------------------------- contributions
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Per-column contributions (rows, columns) and the expected value per row."""
+
+    columns: tuple[str, ...]
+    values: np.ndarray
+    expected: np.ndarray
+    #: The model's input matrix and where each numeric column sits in it, so the values a
+    #: reason shows are read from it rather than from the frame again (LightGBM only).
+    inputs: np.ndarray | None = None
+    input_at: Mapping[str, int] | None = None
+
+
+@dataclass
+class _Layout:
+    """How to turn a feature frame into the booster's float matrix, computed once per model
+    (and positions once per frame layout: serving sends frames of one shape)."""
+
+    names: list[str]
+    numeric_at: np.ndarray
+    categorical: list[tuple[int, str, pd.Index]]
+    numeric_index: dict[str, int]
+    seen_columns: pd.Index | None = None
+    positions: np.ndarray | None = None
+
+    def locate(self, columns: pd.Index) -> np.ndarray:
+        """Position in ``columns`` of every model column (KeyError naming the missing)."""
+        if self.seen_columns is None or not columns.equals(self.seen_columns):
+            positions = columns.get_indexer(self.names)
+            if (positions < 0).any():
+                missing = [c for c, p in zip(self.names, positions) if p < 0]
+                raise KeyError(f"missing feature columns: {missing[:5]}")
+            self.seen_columns, self.positions = columns, positions
+        assert self.positions is not None  # set just above
+        return self.positions
+
+
+_LAYOUTS: weakref.WeakKeyDictionary[Any, _Layout] = weakref.WeakKeyDictionary()
+
+
+def _layout(model: Any) -> _Layout:
+    layout = _LAYOUTS.get(model)
+    if layout is None:
+        categories: dict[str, list[str]] = model.categories_
+        names: list[str] = list(model.feature_names_)
+        layout = _Layout(
+            names=names,
+            numeric_at=np.array([j for j, c in enumerate(names) if c not in categories], dtype=np.int64),
+            categorical=[(j, c, pd.Index(categories[c], dtype=object)) for j, c in enumerate(names) if c in categories],
+            numeric_index={c: j for j, c in enumerate(names) if c not in categories},
+        )
+        _LAYOUTS[model] = layout
+    return layout
+
+
+def _category_codes(series: pd.Series, categories: pd.Index) -> np.ndarray:
+    """Position of each value in the training categories, -1 when unseen or missing.
+
+    align_categories goes through object values, so equality is on objects ("5" is not 5);
+    a categorical column is mapped through its (few) categories instead of every row."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        mapping = categories.get_indexer(series.cat.categories.astype(object))
+        codes = series.cat.codes.to_numpy()
+        return np.where(codes < 0, -1, mapping[np.maximum(codes, 0)]) if len(mapping) else np.full(len(codes), -1)
+    return categories.get_indexer(series.astype(object).to_numpy())
+
+
+def booster_matrix(model: Any, features: pd.DataFrame) -> np.ndarray:
+    """The float matrix LightGBM sees when ``model`` predicts on ``features``.
+
+    Same result as ``model._prepare`` (align_categories: values outside the training
+    categories become missing) followed by LightGBM's pandas conversion (category → its
+    position in the category list, missing → NaN), without building an aligned frame.
+    """
+    layout = _layout(model)
+    positions = layout.locate(features.columns)
+    out = np.empty((len(features), len(layout.names)), dtype=np.float64)
+    if len(layout.numeric_at):
+        numeric = features.iloc[:, positions[layout.numeric_at]]
+        out[:, layout.numeric_at] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    for j, _, categories in layout.categorical:
+        codes = _category_codes(features.iloc[:, positions[j]], categories)
+        out[:, j] = np.where(codes < 0, np.nan, codes)
+    return out
+
+
+def _pred_contrib(booster: Any, matrix: np.ndarray, num_threads: int) -> np.ndarray:
+    return booster.predict(
+        matrix, pred_contrib=True, num_iteration=booster.best_iteration or None, num_threads=num_threads
+    )
+
+
+def _lightgbm_contributions(model: Any, features: pd.DataFrame, num_threads: int) -> Contributions:
+    columns = tuple(model.feature_names_)
+    matrix = booster_matrix(model, features)
+    booster = model.booster_
+    if hasattr(model, "n_periods"):
+        # Hazard model: the first-period row of every deal; the period is the last column.
+        if booster.feature_name()[-1] != PERIOD_COLUMN:
+            raise ValueError(f"hazard booster's last column is not {PERIOD_COLUMN!r}")
+        matrix = np.hstack([matrix, np.zeros((len(matrix), 1))])
+        width = len(columns) + 2  # features, period, expected value
+        won = _pred_contrib(booster, matrix, num_threads)[:, WON_CLASS * width : (WON_CLASS + 1) * width]
+        values, expected = won[:, : len(columns)], won[:, -1] + won[:, -2]
+    else:
+        raw = _pred_contrib(booster, matrix, num_threads)
+        values, expected = raw[:, :-1], raw[:, -1]
+    return Contributions(columns, values, expected, matrix, _layout(model).numeric_index)
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
+def _rf_rule_contributions(model: Any, features: pd.DataFrame) -> Contributions:
+    """Recency × frequency cell rate vs the base rate, split in two log-odds steps: the
+    recency bucket's rate vs the base rate (recency), then the cell's rate vs its recency
+    bucket's (frequency). The two add up to logit(cell rate) - logit(base rate)."""
+    r, f = model.cells(features)
+    rows = model.cell_rows_
+    totals = rows.sum(axis=1)
+    bucket_rate = np.where(
+        totals > 0, (model.rate_table_ * rows).sum(axis=1) / np.maximum(totals, 1), model.global_rate_
+    )
+    base = _logit(model.global_rate_)
+    recency = _logit(bucket_rate[r]) - base
+    frequency = _logit(model.rate_table_[r, f]) - _logit(bucket_rate[r])
+    values = np.column_stack([recency, frequency])
+    return Contributions(("days_since_last_paid_order", "n_paid_orders"), values, np.full(len(features), float(base)))
+
+
+def _channel_rate_contributions(model: Any, features: pd.DataFrame) -> Contributions:
+    """The source channel's smoothed rate vs the base rate, in log-odds."""
+    base = _logit(model.global_rate_)
+    values = (_logit(model.predict_raw(features)) - base).reshape(-1, 1)
+    return Contributions((model.column,), values, np.full(len(features), float(base)))
+
+
+def _stage_cif_contributions(model: Any, features: pd.DataFrame) -> Contributions:
+    """The stage's P(won by the horizon) vs all deals pooled, in log-odds."""
+    from training.baselines.survival import step_at
+
+    horizon = np.array([float(model.horizon_days)])
+    pooled = _logit(step_at(*model.pooled_curve_, horizon)[0])
+    values = (_logit(model.won_by(features, horizon)[:, 0]) - pooled).reshape(-1, 1)
+    return Contributions(("open_deal_stage",), values, np.full(len(features), float(pooled)))
+
+
+#: Baselines that can say which of their inputs moved a row, by their ``name``.
+BASELINE_EXPLAINERS: dict[str, Callable[[Any, pd.DataFrame], Contributions]] = {
+    "rf_rule": _rf_rule_contributions,
+    "channel_rate": _channel_rate_contributions,
+    "stage_cif": _stage_cif_contributions,
+}
+
+#: Why the other baselines give no reasons (rather than invented ones).
+NO_REASONS: dict[str, str] = {
+    "bgnbd": "BG/NBD reads recency, frequency and age through a nonlinear likelihood; "
+             "it has no per-feature decomposition, and none is invented",
+    "bgnbd_churn": "BG/NBD reads recency, frequency and age through a nonlinear likelihood; "
+                   "it has no per-feature decomposition, and none is invented",
+    "logistic": "the logistic baseline's one-hot and scaled inputs are not explained feature "
+                "by feature yet; no reasons rather than approximate ones",
+    "cox": "the Cox baseline's cumulative incidence mixes two hazard models; no exact "
+           "per-feature split, so no reasons",
+}
+
+
+def why_no_reasons(bundle: TargetBundle) -> str | None:
+    """Why ``bundle`` gives no reasons, or None when it does."""
+    if getattr(bundle.model, "booster_", None) is not None:
+        return None
+    name = getattr(bundle.model, "name", bundle.model_type)
+    if name in BASELINE_EXPLAINERS:
+        return None
+    return NO_REASONS.get(name, f"{name} has no way to attribute a score to features")
+
+
+def contributions(bundle: TargetBundle, features: pd.DataFrame, num_threads: int = 1) -> Contributions | None:
+    """Per-column contributions of every row, or None (see :func:`why_no_reasons`)."""
+    model = bundle.model
+    if getattr(model, "booster_", None) is not None:
+        return _lightgbm_contributions(model, features, num_threads)
+    explain = BASELINE_EXPLAINERS.get(getattr(model, "name", bundle.model_type))
+    return None if explain is None else explain(model, features)
+
+
+def grouped_impacts(bundle: TargetBundle, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """Impact of every group on every row (rows × groups) and the expected value per row:
+    the two add up to the model's raw score. None when the bundle has no reasons."""
+    contrib = contributions(bundle, features)
+    if contrib is None:
+        return None
+    plan = group_plan(contrib.columns)
+    return pd.DataFrame(contrib.values @ plan.onehot, index=features.index, columns=list(plan.names)), contrib.expected
+
+
+# ---------------------------------------------------------------- sentences
+
+
+class _RowView(Mapping[str, object]):
+    """One row of a feature frame, read lazily: the catalog asks for a neighbour or two
+    (e.g. the usual purchase gap), and a pandas row per person would cost more than the
+    explanation itself."""
+
+    def __init__(self, columns: "_ColumnCache", i: int) -> None:
+        self._columns = columns
+        self._i = i
+
+    def __getitem__(self, name: str) -> object:
+        if name not in self._columns.frame.columns:
+            raise KeyError(name)
+        return self._columns.values(name)[self._i]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns.frame.columns)
+
+    def __len__(self) -> int:
+        return len(self._columns.frame.columns)
+
+
+class _ColumnCache:
+    """Column arrays of a batch: numeric model inputs straight from the input matrix,
+    anything else (category values, columns the model does not read) from the frame, once."""
+
+    def __init__(self, frame: pd.DataFrame, contrib: Contributions) -> None:
+        self.frame = frame
+        self._inputs = contrib.inputs
+        self._input_at = contrib.input_at or {}
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def values(self, name: str) -> np.ndarray:
+        if name in self._input_at and self._inputs is not None:
+            return self._inputs[:, self._input_at[name]]
+        if name not in self._arrays:
+            self._arrays[name] = self.frame[name].to_numpy(dtype=object)
+        return self._arrays[name]
+
+
+@lru_cache(maxsize=1024)
+def _entry(column: str) -> tuple[Entry | None, tuple[tuple[str, str], ...]]:
+    entry = describe_pattern(column)
+    match = entry.match(column) if entry else None
+    return entry, tuple(match.groupdict().items()) if match else ()
+
+
+def _phrase(column: str, value: object, row: Mapping[str, object]) -> str:
+    entry, groups = _entry(column)
+    if entry is None:
+        return f"{column.replace('_', ' ')}: {value}"
+    return entry.render(value, dict(groups), row)
+
+
+def _json_value(value: object) -> float | int | str | None:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return str(value)
+
+
+# ---------------------------------------------------------------- the API
+
+
+def explain_top_reasons(
+    bundle: TargetBundle, features: pd.DataFrame, top_k: int = 5, *, num_threads: int = 1
+) -> list[list[Reason]]:
+    """The ``top_k`` reasons of every row of ``features``, largest |impact| first.
+
+    One contribution call for all rows; a row gets fewer than ``top_k`` reasons when fewer
+    groups moved its score, and none when the bundle cannot explain itself
+    (:func:`why_no_reasons`). ``num_threads=1`` suits a serving worker (LightGBM's threads
+    cost more than they gain on small batches); batch jobs may raise it.
+    """
+    if top_k < 1 or len(features) == 0:
+        return [[] for _ in range(len(features))]
+    contrib = contributions(bundle, features, num_threads)
+    if contrib is None:
+        return [[] for _ in range(len(features))]
+    plan = group_plan(contrib.columns)
+    impacts = contrib.values @ plan.onehot
+    # A few spare candidates: two groups can say the same thing and be merged (below).
+    n_candidates = min(2 * top_k, impacts.shape[1])
+    order = np.argsort(-np.abs(impacts), axis=1, kind="stable")[:, :n_candidates]
+    cache = _ColumnCache(features, contrib)
+    magnitude = np.abs(contrib.values)
+    return [
+        _row_reasons(i, order[i], impacts[i], magnitude[i], plan, cache, top_k) for i in range(len(impacts))
+    ]
+
+
+def _row_reasons(
+    i: int,
+    candidates: np.ndarray,
+    impacts: np.ndarray,
+    magnitude: np.ndarray,
+    plan: GroupPlan,
+    cache: _ColumnCache,
+    top_k: int,
+) -> list[Reason]:
+    """One row's reasons from its candidate groups (largest first).
+
+    Two groups can render the very same sentence ("has never bought" from both the
+    purchase rhythm and the purchase count): they state one fact, so they become one
+    reason with the impacts added (named after the larger) rather than a repeated line.
+    """
+    row = _RowView(cache, i)
+    by_text: dict[str, tuple[str, object, float]] = {}
+    for g in candidates:
+        impact = float(impacts[g])
+        if abs(impact) < MIN_IMPACT:
+            break  # sorted by size: the rest did not move the score either
+        members = plan.members[g]
+        shown = plan.fixed_shown[g] if plan.fixed_shown[g] >= 0 else members[np.argmax(magnitude[members])]
+        column = plan.columns[shown]
+        value = cache.values(column)[i]
+        phrase = _phrase(column, value, row)
+        name, first_value, total = by_text.get(phrase, (plan.names[g], value, 0.0))
+        by_text[phrase] = (name, first_value, total + impact)
+    ranked = sorted(by_text.items(), key=lambda item: -abs(item[1][2]))[:top_k]
+    return [_reason(name, value, impact, phrase) for phrase, (name, value, impact) in ranked]
+
+
+def _reason(name: str, value: object, impact: float, phrase: str) -> Reason:
+    direction: Direction = "up" if impact > 0 else "down"
+    return Reason(name, _json_value(value), impact, direction, f"{phrase} ({ARROWS[direction]})")
+
+
+def reasons_text(reasons: Sequence[Reason]) -> str:
+    """One cell for a CSV: the sentences joined with "; "."""
+    return "; ".join(reason.text for reason in reasons)
+
+
+def reasons_columns(bundle: TargetBundle, features: pd.DataFrame, top_k: int) -> pd.DataFrame:
+    """``reasons`` (list of dicts per row) and ``reasons_text`` columns for a score table."""
+    reasons = explain_top_reasons(bundle, features, top_k)
+    return pd.DataFrame(
+        {
+            "reasons": [[r.to_dict() for r in row] for row in reasons],
+            "reasons_text": [reasons_text(row) for row in reasons],
+        },
+        index=features.index,
+    )
