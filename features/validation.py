@@ -171,6 +171,14 @@ def _take(parsed: np.ndarray, codes: np.ndarray, fill: object) -> np.ndarray:
     return np.where(codes >= 0, out, fill)
 
 
+def _plausible(parsed: pd.Series) -> pd.Series:
+    """NaT for dates outside PLAUSIBLE_YEARS, before they meet nanosecond storage: pandas 3
+    parses "-1-01-01" at microsecond resolution, which nanoseconds cannot hold."""
+    years = parsed.dt.year
+    keep = (years >= PLAUSIBLE_YEARS[0]) & (years <= PLAUSIBLE_YEARS[1])
+    return parsed.where(keep, pd.NaT).astype("datetime64[ns, UTC]")
+
+
 def parse_datetimes(values: pd.Series, formats: list[str], dayfirst: bool) -> tuple[pd.Series, pd.Series]:
     """Parse text dates: given formats, then ISO 8601, epoch seconds, free-form.
 
@@ -189,24 +197,23 @@ def parse_datetimes(values: pd.Series, formats: list[str], dayfirst: bool) -> tu
         todo = result.isna() & datelike
         if not todo.any():
             break
-        result[todo] = pd.to_datetime(texts[todo], format=fmt, errors="coerce", utc=True)
+        result[todo] = _plausible(pd.to_datetime(texts[todo], format=fmt, errors="coerce", utc=True))
     todo = result.isna() & texts.str.fullmatch(r"\d{10}(\.\d+)?")
     if todo.any():
-        result[todo] = pd.to_datetime(texts[todo].astype(float), unit="s", errors="coerce", utc=True)
+        result[todo] = _plausible(pd.to_datetime(texts[todo].astype(float), unit="s", errors="coerce", utc=True))
     # Free-form inference (dateutil) only for strings that look like a date at all: it
     # would otherwise read "today", "3" or "12.5" as some date.
     todo = result.isna() & datelike & (texts.str.len() >= 6)
     if todo.any():
-        result[todo] = pd.to_datetime(texts[todo], format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
-    naive = result.dt.tz_convert("UTC").dt.tz_localize(None)
-    years = naive.dt.year
-    implausible = (years < PLAUSIBLE_YEARS[0]) | (years > PLAUSIBLE_YEARS[1])
-    naive = naive.where(~implausible, pd.NaT).astype("datetime64[ns]")
+        parsed = pd.to_datetime(texts[todo], format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
+        result[todo] = _plausible(parsed)
+    naive = result.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
     out = pd.Series(_take(naive.to_numpy(), codes, np.datetime64("NaT", "ns")), index=values.index).astype("datetime64[ns]")
     failed = pd.Series((codes >= 0) & ~_take(naive.notna().to_numpy(), codes, True), index=values.index)
     return out, failed
 
 
+_NUMBER = r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d{1,6})?|inf|infinity|nan)"
 _CURRENCY = re.compile(r"^(?:[€$£¥]|EUR|USD|GBP)\s*|\s*(?:[€$£¥]|EUR|USD|GBP)$", re.IGNORECASE)
 
 
@@ -231,10 +238,14 @@ def parse_numbers(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series
         thousands = cleaned.str.fullmatch(r"[+-]?\d{1,3}(\.\d{3})+(,\d*)?")
         cleaned = cleaned.where(~thousands, cleaned.str.replace(".", "", regex=False))
         cleaned = cleaned.str.replace(",", ".", regex=False)
-    numbers = pd.to_numeric(cleaned, errors="coerce").astype("float64")
-    nan_word = cleaned.str.fullmatch(r"[+-]?nan", case=False)
-    unparseable = numbers.isna() & ~nan_word
-    non_finite = nan_word | np.isinf(numbers)
+    # Only well-formed numbers reach the float parser: pandas' parser has crashed the
+    # process on hash-like text with a huge exponent, and pandas 2 and 3 disagree on
+    # overflow. Python's float() reads "1e400" as inf on every version.
+    well_formed = cleaned.str.fullmatch(_NUMBER, case=False).fillna(False).astype(bool)
+    numbers = pd.Series(np.nan, index=cleaned.index, dtype="float64")
+    numbers[well_formed] = cleaned[well_formed].astype(float)
+    unparseable = ~well_formed
+    non_finite = well_formed & ~np.isfinite(numbers)
     out = pd.Series(_take(numbers.to_numpy(), codes, np.nan), index=values.index, dtype="float64")
     bad = pd.Series(_take(unparseable.to_numpy(), codes, False), index=values.index).astype(bool)
     nonfin = pd.Series(_take(non_finite.to_numpy(), codes, False), index=values.index).astype(bool)

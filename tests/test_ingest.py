@@ -29,7 +29,7 @@ EXPECTED_REJECTS = {
     ("interactions", 4): "unknown_key",
     ("interactions", 5): "unknown_key",
     ("interactions", 6): "not_finite",
-    ("interactions", 7): "unparseable_number",
+    ("interactions", 7): "not_finite",
     ("interactions", 8): "unparseable_date",
     ("orders", 2): "below_minimum",
     ("orders", 3): "not_finite",
