@@ -156,3 +156,10 @@ def test_time_to_close_follow_up_stops_at_data_end() -> None:
     )
     frame = label_time_to_close(CRMData(deals=deals), AS_OF, H, data_end=ts("2025-06-21"))
     assert frame.loc["d", "duration_days"] == 20
+
+
+def test_order_without_status_is_a_purchase_as_in_the_features() -> None:
+    data = CRMData(orders=orders(("a", "2025-06-10", "paid"), ("b", "2025-06-10", "failed")))
+    data.orders.loc[0, "status"] = None
+    labels = label_purchase_probability(data, pd.Index(["a", "b"]), AS_OF, H)
+    assert labels.to_dict() == {"a": 1, "b": 0}

@@ -23,13 +23,15 @@ def _days(days: int) -> pd.Timedelta:
 
 
 def paid_orders(data: CRMData) -> pd.DataFrame:
-    """Orders that brought money in; an orders table without a status is all paid."""
+    """Orders that brought money in. An order without a status is a purchase (sales exports
+    often carry none), exactly as the features read it."""
     orders = data.orders
     if orders is None:
         return pd.DataFrame({"person_id": pd.Series(dtype=object), "timestamp": pd.Series(dtype="datetime64[ns]")})
     if "status" not in orders.columns:
         return orders
-    return orders[orders["status"].astype(object) == "paid"]
+    status = orders["status"].astype(object)
+    return orders[(status == "paid") | status.isna()]
 
 
 def conversion_times(data: CRMData) -> pd.Series:
