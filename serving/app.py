@@ -1,0 +1,271 @@
+"""What the HTTP API does, without HTTP: the BentoML service only forwards to this.
+
+A person is scored either from the online feature store (by ``person_id``) or from a
+history sent in the request; both go through the same pipeline and scoring functions as
+``radar score``, so a person gets the same answer by every route. Problems with a request
+raise :class:`ApiError`, which the service turns into a JSON answer with its status.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import CRMData
+from features.pipeline import build_features
+from features.validation import text_output
+from radar.config import Settings
+from serving import scoring
+from serving.feature_store import FeatureStore, UnknownDay, population_figures
+from serving.model_store import LoadedModels
+from serving.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ModelsResponse,
+    PersonHistory,
+    PersonRequest,
+    PersonScores,
+    ScoreOptions,
+    ScoreRequest,
+    TargetScore,
+)
+from training.datasets import TARGETS
+
+WHY_NOT = {
+    "lead_quality": "not an open lead: no lead in the last horizon, or already a customer",
+    "purchase_probability": "unknown person",
+    "time_to_close": "no open deal",
+    "churn_by_indifference": "not an active customer",
+}
+
+
+class ApiError(Exception):
+    """A request the API cannot answer, with the HTTP status and the field at fault."""
+
+    def __init__(self, status: int, error: str, field: str | None = None, detail: str | None = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.field, self.detail = status, error, field, detail
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error, "field": self.field, "detail": self.detail}
+
+
+@dataclass
+class _Job:
+    """One person of a request, with its position (answers keep the request's order)."""
+
+    position: int
+    request: PersonRequest
+    key: str
+
+
+class ScoringApp:
+    """Scores people with loaded champions; knows nothing of HTTP."""
+
+    def __init__(self, settings: Settings, models: LoadedModels, store: FeatureStore | None) -> None:
+        self.settings, self.models, self.store = settings, models, store
+
+    def model_list(self) -> ModelsResponse:
+        infos = [self.models.infos[t] for t in TARGETS if t in self.models.infos]
+        return ModelsResponse(models=infos, missing=[t for t in TARGETS if t not in self.models.champions])
+
+    def score(self, request: ScoreRequest) -> PersonScores:
+        answer = self._score_all([request], request)[0]
+        if answer.error:
+            raise ApiError(404, answer.error, field="person_id")
+        return answer
+
+    def score_batch(self, request: BatchRequest) -> BatchResponse:
+        limit = self.settings.serving.max_batch_size
+        if len(request.persons) > limit:
+            raise ApiError(422, f"too many persons: {len(request.persons)} > max_batch_size {limit}", field="persons")
+        return BatchResponse(results=self._score_all(request.persons, request))
+
+    # --- the two routes ---------------------------------------------------------------
+
+    def _score_all(self, persons: list[PersonRequest], options: ScoreOptions) -> list[PersonScores]:
+        targets = list(dict.fromkeys(options.targets or TARGETS))
+        top_k = self.settings.serving.default_top_k if options.top_k is None else options.top_k
+        groups: dict[tuple[bool, datetime | None], list[_Job]] = defaultdict(list)
+        for i, person in enumerate(persons):
+            by_history = person.history is not None
+            key = f"#{i}" if by_history else str(person.person_id)
+            groups[(by_history, _naive(person.as_of))].append(_Job(i, person, key))
+        answers: list[PersonScores | None] = [None] * len(persons)
+        for (by_history, as_of), jobs in groups.items():
+            score = self._from_history if by_history else self._from_store
+            for job, answer in zip(jobs, score(jobs, as_of, targets, top_k)):
+                answers[job.position] = answer
+        return [a for a in answers if a is not None]
+
+    def _from_store(self, jobs: list[_Job], as_of: datetime | None, targets: list[str], top_k: int) -> list[PersonScores]:
+        if self.store is None or not self.store.path.is_file():
+            raise ApiError(404, "no feature store: run `radar features DIR --as-of DAY --materialize`",
+                           field="person_id")
+        if as_of is not None and as_of != datetime(as_of.year, as_of.month, as_of.day):
+            raise ApiError(422, "by person_id, as_of must be a materialised day (YYYY-MM-DD)", field="as_of")
+        try:
+            rows = self.store.read([j.key for j in jobs], as_of.date() if as_of else None)
+        except UnknownDay as err:
+            raise ApiError(404, str(err), field="as_of", detail=f"materialised days: {self._days()}") from None
+        moment = pd.Timestamp(rows.as_of)
+        scores = self._score_frame(rows.features, rows.eligible, moment, targets, top_k, rows.population)
+        return [self._answer(j, moment, targets, scores, rows.features.index, f"unknown person_id {j.key!r} "
+                             f"in the features of {rows.as_of}") for j in jobs]
+
+    def _from_history(self, jobs: list[_Job], as_of: datetime | None, targets: list[str], top_k: int) -> list[PersonScores]:
+        moment = pd.Timestamp(as_of or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0))
+        data = history_to_crm([(j.key, j.request.history) for j in jobs if j.request.history is not None])
+        ids = [j.key for j in jobs]
+        features = self._with_model_columns(build_features(data, moment, self.settings.features, persons=ids))
+        eligible = {t: scoring.eligible(t, data, features, moment, self.settings) for t in targets}
+        population = self._population() or population_figures(features)
+        scores = self._score_frame(features, eligible, moment, targets, top_k, population)
+        return [self._answer(j, moment, targets, scores, features.index, "") for j in jobs]
+
+    # --- scoring and answers ------------------------------------------------------------
+
+    def _score_frame(self, features: pd.DataFrame, eligible: dict[str, pd.Index], as_of: pd.Timestamp,
+                     targets: list[str], top_k: int, population: dict[str, float]) -> pd.DataFrame:
+        parts = []
+        for target in targets:
+            champion = self.models.champions.get(target)
+            people = features.index.intersection(eligible.get(target, pd.Index([])))
+            if champion is None or not len(people):
+                continue
+            scored = _score_target(target, champion, features, people, as_of, self.settings, top_k)
+            parts.append(with_population_value(target, scored, features, population))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["person_id", "target"])
+
+    def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: pd.DataFrame,
+                known: pd.Index, unknown_message: str) -> PersonScores:
+        label = job.request.person_id
+        if job.request.history is None and job.key not in known:
+            return PersonScores(person_id=label, as_of=as_of.to_pydatetime(), scores=[], error=unknown_message)
+        mine = scores[scores["person_id"] == job.key]
+        answered = [TargetScore.model_validate(_clean(r)) for r in mine.to_dict("records")]
+        done = {s.target for s in answered}
+        skipped = {t: ("no champion model yet" if t not in self.models.champions else WHY_NOT[t])
+                   for t in targets if t not in done}
+        return PersonScores(person_id=label, as_of=as_of.to_pydatetime(), scores=answered, not_applicable=skipped)
+
+    def _with_model_columns(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Every column the champions read, NaN where the request had no such data (a lead
+        sent without ``industry`` has no ``lead_industry`` column): missing means unknown."""
+        needed = [c for ch in self.models.champions.values() for c in ch.bundle.feature_names]
+        absent = [c for c in dict.fromkeys(needed) if c not in features.columns]
+        if not absent:
+            return features
+        return pd.concat([features, pd.DataFrame(np.nan, index=features.index, columns=absent)], axis=1)
+
+    def _population(self) -> dict[str, float] | None:
+        """The latest materialised population: a one-person history has no population of
+        its own to read an expected value against."""
+        if self.store is None or not self.store.path.is_file():
+            return None
+        try:
+            return self.store.read([], None).population
+        except UnknownDay:
+            return None
+
+    def _days(self) -> str:
+        days = self.store.days() if self.store else []
+        return ", ".join(d.isoformat() for d in days[-5:]) or "none"
+
+
+def _score_target(target: str, champion: scoring.Champion, features: pd.DataFrame, people: pd.Index,
+                  as_of: pd.Timestamp, settings: Settings, top_k: int) -> pd.DataFrame:
+    """``scoring.score_target``; top_k 0 skips explaining rather than explaining for nothing."""
+    return scoring.score_target(target, champion, features, people, as_of, settings, top_k=top_k or None)
+
+
+def with_population_value(target: str, scored: pd.DataFrame, features: pd.DataFrame,
+                          population: dict[str, float]) -> pd.DataFrame:
+    """Expected values read against the whole population, as ``radar score`` computes them
+    (see ``scoring.expected_value``): scored alone, one person would be their own population."""
+    p = scored["probability"].to_numpy(dtype=float)
+    if target == "purchase_probability":
+        own = features.loc[scored["person_id"], "paid_amount_mean"].to_numpy(dtype=float)
+        value = p * np.where(np.isnan(own), population["typical_order"], own)
+    elif target == "lead_quality":
+        value = p * population["customer_worth"]
+    else:
+        return scored
+    return scored.assign(expected_value=np.round(value, 2))
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    """A score row as JSON-ready values: NaN and NaT become null."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        elif value is pd.NaT or (not isinstance(value, (list, dict, np.ndarray)) and pd.isna(value)):
+            value = None
+        out[key] = value
+    if isinstance(out.get("deal_id"), float | int):
+        out["deal_id"] = str(out["deal_id"])
+    out["reasons"] = out.get("reasons") or []
+    return out
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    """UTC without a zone, as the data contract stores times."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+# --- a request's history as CRM tables -----------------------------------------------------
+
+
+def history_to_crm(histories: list[tuple[str, PersonHistory]]) -> CRMData:
+    """The contract's tables for people sent in a request (``person_id`` already known:
+    one history is one person, so no identity linking is needed)."""
+    leads, interactions, orders, deals = [], [], [], []
+    for pid, history in histories:
+        for j, lead in enumerate(history.leads):
+            row = lead.model_dump(exclude={"attributes"}) | dict(lead.attributes)
+            leads.append(row | {"lead_id": lead.lead_id or f"{pid}-lead{j}", "person_id": pid})
+        interactions += [i.model_dump() | {"person_id": pid} for i in history.interactions]
+        orders += [o.model_dump() | {"person_id": pid} for o in history.orders]
+        deals += [d.model_dump() | {"person_id": pid} for d in history.deals]
+    return CRMData(
+        leads=_table(leads, ("created_at", "converted_at"), ()),
+        interactions=_table(interactions, ("timestamp",), ("value",)),
+        orders=_table(orders, ("timestamp",), ("amount",)),
+        deals=_table(deals, ("created_at", "closed_at"), ("amount",)),
+    )
+
+
+def _table(rows: list[dict[str, Any]], times: tuple[str, ...], numbers: tuple[str, ...]) -> pd.DataFrame | None:
+    """Rows with the dtypes loading gives: UTC-naive datetime64[ns], float64, text."""
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        if column in times:
+            frame[column] = pd.to_datetime(frame[column].map(_naive_or_none)).astype("datetime64[ns]")
+        elif column in numbers:
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+        elif not pd.api.types.is_numeric_dtype(frame[column]) or frame[column].isna().all():
+            frame[column] = text_output(frame[column].astype(object).where(frame[column].notna(), None))
+    return frame
+
+
+def _naive_or_none(value: Any) -> Any:
+    return _naive(value) if isinstance(value, datetime) else None
+
+
+def build_app(settings: Settings, source: str = "auto") -> ScoringApp:
+    """Load the champions (registry, or BentoML store) and open the feature store."""
+    from serving.feature_store import default_store_path
+    from serving.model_store import load_models
+
+    return ScoringApp(settings, load_models(settings, source), FeatureStore(default_store_path(settings)))

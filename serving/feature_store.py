@@ -1,0 +1,165 @@
+"""The online feature store: features of every person as of a day, in SQLite, for scoring by id.
+
+``radar features DIR --as-of DAY --materialize`` builds features with the same pipeline as
+training and writes them here with, per person, the targets that apply at that day (the
+populations are defined on the raw tables, which the server does not have). Each day is
+one table ``features_YYYYMMDD`` (one column per feature, ``person_id`` primary key), so
+adding a day never rewrites another and a re-materialised day replaces only itself. The
+``snapshots`` table lists the days with the population figures that expected values are
+read against.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.contract import CRMData
+from features.pipeline import build_features
+from radar.config import Settings
+from training.datasets import TARGETS
+
+STORE_FILE = "feature_store.sqlite"
+_TARGETS_COLUMN = "radar_targets"
+_SNAPSHOTS = """CREATE TABLE IF NOT EXISTS snapshots (
+    as_of TEXT PRIMARY KEY, table_name TEXT NOT NULL, text_columns TEXT NOT NULL,
+    population TEXT NOT NULL, n_persons INTEGER NOT NULL, written_at TEXT NOT NULL)"""
+
+
+def default_store_path(settings: Settings) -> Path:
+    """Where the store lives unless told otherwise: beside the MLflow store in the work dir."""
+    return Path(settings.work_dir) / STORE_FILE
+
+
+def population_figures(features: pd.DataFrame) -> dict[str, float]:
+    """What an expected value for one person is read against: the whole population's mean
+    order and a converted customer's first-year spend (see ``serving.scoring.expected_value``)."""
+    buyers = features[features["n_paid_orders"] > 0]
+    typical = features["paid_amount_mean"].mean(skipna=True)
+    worth = buyers["paid_amount_365d"].mean() if len(buyers) else 0.0
+    return {
+        "typical_order": float(typical) if np.isfinite(typical) else 0.0,
+        "customer_worth": float(worth) if np.isfinite(worth) else 0.0,
+    }
+
+
+@dataclass
+class StoredRows:
+    """Features of the persons found for one day, and the targets that apply to each."""
+
+    as_of: date
+    features: pd.DataFrame
+    eligible: dict[str, pd.Index]
+    population: dict[str, float]
+    missing: list[str]
+
+
+class UnknownDay(LookupError):
+    """No features were materialised for the day asked for."""
+
+
+class FeatureStore:
+    """Read and write materialised features. One connection per thread: SQLite connections
+    must not be shared across the server's worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path)
+            conn.execute(_SNAPSHOTS)
+            self._local.conn = conn
+        return conn
+
+    def write(self, features: pd.DataFrame, eligible: dict[str, pd.Index], as_of: date) -> int:
+        """Store one day (replacing that day if present); returns the number of persons."""
+        table = f"features_{as_of:%Y%m%d}"
+        frame = _storable(features, eligible)
+        text_columns = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+        conn = self._connection()
+        staging = f"{table}_staging"
+        frame.to_sql(staging, conn, if_exists="replace", index=False, chunksize=5_000)
+        with conn:  # one transaction: readers see the old day or the new one, never half
+            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+            conn.execute(f'ALTER TABLE "{staging}" RENAME TO "{table}"')
+            conn.execute(f'CREATE UNIQUE INDEX "{table}_person" ON "{table}" (person_id)')
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                (as_of.isoformat(), table, json.dumps(text_columns), json.dumps(population_figures(features)),
+                 len(frame), datetime.now(timezone.utc).isoformat(timespec="seconds")),
+            )
+        return len(frame)
+
+    def days(self) -> list[date]:
+        """Materialised days, oldest first."""
+        rows = self._connection().execute("SELECT as_of FROM snapshots ORDER BY as_of").fetchall()
+        return [date.fromisoformat(r[0]) for r in rows]
+
+    def read(self, person_ids: list[str], as_of: date | None = None) -> StoredRows:
+        """Rows of the given persons at ``as_of`` (default: the latest day)."""
+        conn = self._connection()
+        if as_of is None:
+            found = conn.execute("SELECT * FROM snapshots ORDER BY as_of DESC LIMIT 1").fetchone()
+        else:
+            found = conn.execute("SELECT * FROM snapshots WHERE as_of = ?", (as_of.isoformat(),)).fetchone()
+        if found is None:
+            raise UnknownDay(f"no features materialised for {as_of or 'any day'}")
+        day, table, text_columns, population = date.fromisoformat(found[0]), found[1], json.loads(found[2]), found[3]
+        wanted = list(dict.fromkeys(person_ids))
+        marks = ",".join("?" * len(wanted))
+        cursor = conn.execute(f'SELECT * FROM "{table}" WHERE person_id IN ({marks})', wanted)
+        columns = [d[0] for d in cursor.description]
+        features, eligible = _loaded(columns, cursor.fetchall(), text_columns)
+        missing = [p for p in wanted if p not in features.index]
+        return StoredRows(day, features, eligible, json.loads(population), missing)
+
+
+def _storable(features: pd.DataFrame, eligible: dict[str, pd.Index]) -> pd.DataFrame:
+    """Features with ``person_id`` as a column and the applicable targets as one text column."""
+    flags = pd.DataFrame({t: features.index.isin(eligible.get(t, [])) for t in TARGETS}, index=features.index)
+    # "lead_quality,purchase_probability": built column by column, not person by person.
+    joined = pd.Series("", index=features.index, dtype=object)
+    for target in TARGETS:
+        joined = joined.where(~flags[target], joined + target + ",")
+    out = features.astype({c: object for c in features.columns if isinstance(features[c].dtype, pd.CategoricalDtype)})
+    ids = pd.Series(features.index, index=features.index, name="person_id", dtype=object)
+    return pd.concat([ids, out, joined.str.rstrip(",").rename(_TARGETS_COLUMN)], axis=1).reset_index(drop=True)
+
+
+def _loaded(columns: list[str], records: list[tuple], text_columns: list[str]) -> tuple[pd.DataFrame, dict[str, pd.Index]]:
+    """Stored rows back to a feature frame: floats in one block (NULL → NaN), text as text.
+
+    Built from one 2-D array rather than column by column: a request reads a handful of
+    rows of ~120 columns, where per-column pandas work would cost more than the model.
+    """
+    position = {c: i for i, c in enumerate(columns)}
+    index = pd.Index([r[position["person_id"]] for r in records], dtype=object, name="person_id")
+    numeric = [c for c in columns if c not in text_columns and c not in ("person_id", _TARGETS_COLUMN)]
+    picks = [position[c] for c in numeric]
+    values = np.array([[r[i] for i in picks] for r in records], dtype=float).reshape(len(records), len(picks))
+    text = {c: pd.Series([r[position[c]] for r in records], index=index, dtype=object) for c in text_columns}
+    features = pd.concat([pd.DataFrame(values, index=index, columns=numeric), pd.DataFrame(text, index=index)], axis=1)
+    order = [c for c in columns if c not in ("person_id", _TARGETS_COLUMN)]
+    targets = pd.Series([r[position[_TARGETS_COLUMN]] or "" for r in records], index=index, dtype=object)
+    eligible = {t: index[targets.str.contains(t, regex=False).to_numpy(dtype=bool)] for t in TARGETS}
+    return features[order], eligible
+
+
+def materialize(data: CRMData, as_of: pd.Timestamp, settings: Settings, store: FeatureStore) -> int:
+    """Build everyone's features as of a day with the training pipeline and store them."""
+    from serving.scoring import eligible
+
+    features = build_features(data, as_of, settings.features)
+    populations = {t: eligible(t, data, features, as_of, settings) for t in TARGETS}
+    return store.write(features, populations, pd.Timestamp(as_of).date())

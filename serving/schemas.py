@@ -1,0 +1,218 @@
+"""Request and response models of the scoring API, shared by the service, tests and docs.
+
+Requests forbid unknown fields, so a misspelt field is named in the 400 answer instead of
+being ignored. ``hide_input_in_errors`` keeps the offending value (possibly an e-mail or a
+phone number) out of error messages and the server log; the error still names the field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from features.contract import DEAL_OUTCOMES, DEAL_STAGES, INTERACTION_TYPES, ORDER_STATUSES
+
+Target = Literal["lead_quality", "purchase_probability", "time_to_close", "churn_by_indifference"]
+InteractionType = Literal[INTERACTION_TYPES]  # type: ignore[valid-type]
+DealStage = Literal[DEAL_STAGES]  # type: ignore[valid-type]
+OrderStatus = Literal[ORDER_STATUSES]  # type: ignore[valid-type]
+DealOutcome = Literal[DEAL_OUTCOMES]  # type: ignore[valid-type]
+#: Largest ``top_k``: more reasons than this is a report, not an answer.
+MAX_TOP_K = 20
+
+_REQUEST = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class Lead(BaseModel):
+    """One lead record of the person (their attributes and where they came from)."""
+
+    model_config = _REQUEST
+    lead_id: Optional[str] = None
+    created_at: datetime
+    source: Optional[str] = Field(None, description="Channel the lead came from.")
+    campaign: Optional[str] = None
+    status: Optional[str] = None
+    converted_at: Optional[datetime] = Field(None, description="When the lead became a customer.")
+    attributes: dict[str, str | float | None] = Field(
+        default_factory=dict, description="Any lead attribute columns: country, industry, company_size…"
+    )
+
+
+class Interaction(BaseModel):
+    model_config = _REQUEST
+    timestamp: datetime
+    type: InteractionType
+    channel: Optional[str] = None
+    value: Optional[float] = Field(None, description="NPS score, seconds on page…")
+    deal_id: Optional[str] = None
+    stage: Optional[DealStage] = None
+
+
+class Order(BaseModel):
+    model_config = _REQUEST
+    order_id: Optional[str] = None
+    timestamp: datetime
+    amount: float = Field(ge=0)
+    status: OrderStatus = "paid"
+    product: Optional[str] = None
+    category: Optional[str] = None
+    channel: Optional[str] = None
+
+
+class Deal(BaseModel):
+    model_config = _REQUEST
+    deal_id: str = Field(min_length=1)
+    created_at: datetime
+    stage: Optional[DealStage] = None
+    closed_at: Optional[datetime] = None
+    outcome: DealOutcome = "open"
+    amount: Optional[float] = Field(None, ge=0)
+    owner: Optional[str] = None
+
+
+class PersonHistory(BaseModel):
+    """A mini CRM of one person: features are computed from it by the training pipeline."""
+
+    model_config = _REQUEST
+    leads: list[Lead] = Field(default_factory=list, max_length=100)
+    interactions: list[Interaction] = Field(default_factory=list, max_length=10_000)
+    orders: list[Order] = Field(default_factory=list, max_length=10_000)
+    deals: list[Deal] = Field(default_factory=list, max_length=1_000)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> PersonHistory:
+        if not (self.leads or self.interactions or self.orders or self.deals):
+            raise ValueError("give at least one lead, interaction, order or deal")
+        return self
+
+
+class PersonRequest(BaseModel):
+    """Who to score: a ``person_id`` in the online feature store, or a ``history``.
+
+    With a history, ``person_id`` is optional and only labels the answer.
+    """
+
+    model_config = _REQUEST
+    person_id: Optional[str] = Field(None, min_length=1, max_length=200)
+    history: Optional[PersonHistory] = None
+    as_of: Optional[datetime] = Field(
+        None,
+        description="Score as of this moment (only events strictly before it count). By id: a "
+        "materialised day (default: the latest). With a history: default now (UTC).",
+    )
+
+    @model_validator(mode="after")
+    def _id_or_history(self) -> PersonRequest:
+        if self.person_id is None and self.history is None:
+            raise ValueError("give person_id (feature store) or history (raw events)")
+        return self
+
+
+class ScoreOptions(BaseModel):
+    model_config = _REQUEST
+    targets: Optional[list[Target]] = Field(
+        None, min_length=1, description="Targets to score (default: every target that applies)."
+    )
+    top_k: Optional[int] = Field(None, ge=0, le=MAX_TOP_K, description="Reasons per score (default 5).")
+
+
+class ScoreRequest(PersonRequest, ScoreOptions):
+    model_config = ConfigDict(
+        extra="forbid",
+        hide_input_in_errors=True,
+        # One "example" (OpenAPI 3.0): BentoML's schema model has no "examples" field.
+        json_schema_extra={
+            "example": {
+                "person_id": "web-form-1234",
+                "as_of": "2025-01-15",
+                "targets": ["lead_quality", "purchase_probability"],
+                "top_k": 3,
+                "history": {
+                    "leads": [{"created_at": "2025-01-02T10:00:00", "source": "paid_search",
+                               "attributes": {"country": "GB", "industry": "retail"}}],
+                    "interactions": [{"timestamp": "2025-01-10T09:30:00", "type": "email_open"}],
+                    "orders": [], "deals": [],
+                },
+            }
+        },
+    )
+
+
+class BatchRequest(ScoreOptions):
+    """Up to ``serving.max_batch_size`` people; the options apply to each."""
+
+    persons: list[PersonRequest] = Field(min_length=1)
+    model_config = ConfigDict(
+        extra="forbid",
+        hide_input_in_errors=True,
+        json_schema_extra={
+            "example": {"persons": [{"person_id": "P86bd111b5964f65b"}, {"person_id": "P1ea8340bcf5ddec5"}],
+                        "top_k": 2}
+        },
+    )
+
+
+class Reason(BaseModel):
+    feature: str
+    value: Optional[float | str] = None
+    impact: float
+    direction: Literal["up", "down"] | str
+    text: str
+
+
+class TargetScore(BaseModel):
+    target: Target
+    probability: float
+    score: int = Field(description="0-100")
+    percentile: Optional[float] = Field(None, description="Among the model's reference population.")
+    grade: Literal["A", "B", "C", "D"]
+    expected_value: Optional[float] = None
+    p_won_30d: Optional[float] = None
+    p_won_60d: Optional[float] = None
+    p_won_90d: Optional[float] = None
+    median_days_to_win: Optional[float] = Field(None, description="Empty when beyond the horizon.")
+    deal_id: Optional[str] = None
+    dominant_risk: Optional[Literal["indifference", "service"]] = None
+    model_version: str
+    as_of: datetime
+    reasons: list[Reason] = Field(default_factory=list)
+
+
+class PersonScores(BaseModel):
+    person_id: Optional[str]
+    as_of: datetime
+    scores: list[TargetScore]
+    not_applicable: dict[str, str] = Field(
+        default_factory=dict, description="Requested targets that do not apply to this person, and why."
+    )
+    error: Optional[str] = Field(None, description="Batch only: why this person could not be scored.")
+
+
+class BatchResponse(BaseModel):
+    results: list[PersonScores]
+
+
+class ModelInfo(BaseModel):
+    target: Target
+    name: str
+    version: str
+    model_type: str
+    trained_at: str
+    source: Literal["mlflow", "bentoml"]
+    test_metrics: dict[str, float]
+    features: list[str]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+    missing: list[str] = Field(default_factory=list, description="Targets without a champion.")
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers itself (401, 404, 413, 422, 503)."""
+
+    error: str
+    field: Optional[str] = None
+    detail: Optional[str] = None

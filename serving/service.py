@@ -1,0 +1,85 @@
+"""The BentoML service: loads the champions once, then forwards every call to ``serving.app``.
+
+Run with ``radar serve`` or ``bentoml serve serving.service:Radar`` (``--arg
+model_source=bentoml`` serves the models exported with ``radar bento export``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Literal
+
+import bentoml
+from fastapi import FastAPI
+from pydantic import BaseModel
+from starlette.responses import JSONResponse
+
+from radar.config import load_settings
+from serving.app import ApiError, ScoringApp, build_app
+from serving.auth import ApiKeyMiddleware
+from serving.schemas import BatchRequest, BatchResponse, ModelsResponse, PersonScores, ScoreRequest
+
+logger = logging.getLogger(__name__)
+
+
+class ServeArgs(BaseModel):
+    model_source: Literal["auto", "mlflow", "bentoml"] = "auto"
+
+
+args = bentoml.use_arguments(ServeArgs)
+_serving = load_settings().serving
+# BentoML APIs are POST; the read-only GET routes live on a small mounted FastAPI app.
+web = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@bentoml.service(
+    name="radar",
+    # One thread per worker: LightGBM's threading costs more than it gains on single rows.
+    resources={"cpu": "1"},
+    envs=[{"name": "OMP_NUM_THREADS", "value": "1"}],
+    traffic={"timeout": 30, "concurrency": 64},
+    http={"host": _serving.host, "port": _serving.port},
+)
+@bentoml.asgi_app(web, path="/")
+class Radar:
+    def __init__(self) -> None:
+        # Loading runs beside the server, so /livez answers at once and /readyz says 503
+        # until every champion is in memory.
+        self.app: ScoringApp | None = None
+        threading.Thread(target=self._load, name="radar-load", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            self.app = build_app(load_settings(), args.model_source)
+        except Exception:  # logged: /readyz stays 503 and says nothing more to the world
+            logger.exception("loading the champions failed")
+
+    def __is_ready__(self) -> bool:
+        return self.app is not None and bool(self.app.models.champions)
+
+    def _answer(self, call: Callable[[ScoringApp], BaseModel]) -> BaseModel | JSONResponse:
+        if not self.__is_ready__():
+            return JSONResponse({"error": "models are not loaded yet", "field": None, "detail": None}, 503)
+        try:
+            return call(self.app)  # type: ignore[arg-type]
+        except ApiError as err:
+            return JSONResponse(err.body(), status_code=err.status)
+
+    @bentoml.api(route="/score")
+    def score(self, request: ScoreRequest, /) -> PersonScores:
+        """Score one person, by person_id (feature store) or by history (raw events)."""
+        return self._answer(lambda app: app.score(request))  # type: ignore[return-value]
+
+    @bentoml.api(route="/score_batch")
+    def score_batch(self, request: BatchRequest, /) -> BatchResponse:
+        """Score up to serving.max_batch_size people; one answer per person, in order."""
+        return self._answer(lambda app: app.score_batch(request))  # type: ignore[return-value]
+
+    @web.get("/models", response_model=ModelsResponse)
+    def models(self) -> ModelsResponse:
+        """Each target's champion: name, version, training date, test metrics, features."""
+        return self._answer(lambda app: app.model_list())  # type: ignore[return-value]
+
+
+Radar.add_asgi_middleware(ApiKeyMiddleware)

@@ -1,0 +1,289 @@
+"""The real server: `bentoml serve` in a subprocess on a free port, called over HTTP.
+
+Models are trained on a small demo world into a real MLflow SQLite store, features are
+materialised into the online store, and one server serves the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import CRMData
+from features.ingest import load_crm
+from radar.config import Settings
+from radar.demo import generate_world
+from serving.feature_store import FeatureStore, default_store_path, materialize
+from serving.scoring import load_champions, score_people
+from training.datasets import data_span
+from training.pipeline import train_all
+
+KEY = "test-key-123"
+ROOT = Path(__file__).resolve().parents[1]
+COMPARED = ("probability", "score", "percentile", "grade", "expected_value", "p_won_30d", "p_won_60d",
+            "p_won_90d", "median_days_to_win", "deal_id", "model_version")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, CRMData, pd.Timestamp]:
+    world = tmp_path_factory.mktemp("world") / "crm"
+    generate_world(n_customers=3000, seed=11, out_dir=world)
+    work = tmp_path_factory.mktemp("radar")
+    settings = Settings(work_dir=work, mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    train_all(world, settings)
+    data = load_crm(world, settings=settings).data
+    as_of = data_span(data)[1].normalize()
+    materialize(data, as_of, settings, FeatureStore(default_store_path(settings)))
+    return settings, data, as_of
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained: tuple[Settings, CRMData, pd.Timestamp]) -> Iterator[dict]:
+    settings = trained[0]
+    port = _free_port()
+    env = os.environ | {
+        "RADAR_WORK_DIR": str(settings.work_dir),
+        "RADAR_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "RADAR_API_KEYS": KEY,
+        "BENTOML_HOME": str(Path(settings.work_dir) / "bentoml"),
+    }
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Radar", "--host", "127.0.0.1",
+               "--port", str(port)]
+    log = open(Path(settings.work_dir) / "server.log", "wb")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    statuses = _wait_ready(url, process)
+    try:
+        yield {"url": url, "statuses": statuses, "log": Path(log.name)}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 90) -> list[int]:
+    """Poll /readyz until 200; returns the statuses seen (503 while models load)."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        try:
+            status = httpx.get(f"{url}/readyz", timeout=2).status_code
+        except httpx.TransportError:
+            time.sleep(0.05)
+            continue
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status == 200:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"server not ready after {timeout} s: {seen}")
+
+
+@pytest.fixture(scope="module")
+def client(server: dict) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server["url"], headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def batch(trained: tuple[Settings, CRMData, pd.Timestamp]) -> pd.DataFrame:
+    """`radar score`'s answers for everyone at the materialised day."""
+    settings, data, as_of = trained
+    return score_people(data, as_of, load_champions(settings), settings)
+
+
+def _people(batch: pd.DataFrame, target: str, n: int = 3) -> list[str]:
+    return list(batch.loc[batch["target"] == target, "person_id"].head(n))
+
+
+# --- probes, auth ---------------------------------------------------------------------------
+
+
+def test_readyz_is_503_until_the_champions_are_loaded(server: dict) -> None:
+    assert server["statuses"][-1] == 200
+    assert 503 in server["statuses"], server["statuses"]
+    assert httpx.get(f"{server['url']}/livez").status_code == 200
+
+
+@pytest.mark.parametrize("headers, reason", [
+    ({}, "missing API key"),
+    ({"Authorization": "Bearer wrong"}, "invalid API key"),
+    ({"X-API-Key": "wrong"}, "invalid API key"),
+    ({"Authorization": "Basic " + KEY}, "missing API key"),
+])
+def test_requests_without_a_valid_key_get_401(server: dict, headers: dict, reason: str) -> None:
+    response = httpx.post(f"{server['url']}/score", json={"person_id": "x"}, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == reason
+    assert httpx.get(f"{server['url']}/models", headers=headers).status_code == 401
+
+
+def test_the_key_works_in_either_header_and_is_never_logged(server: dict) -> None:
+    response = httpx.get(f"{server['url']}/models", headers={"X-API-Key": KEY})
+    assert response.status_code == 200
+    for path in ("/livez", "/readyz", "/docs.json", "/"):
+        assert httpx.get(f"{server['url']}{path}").status_code == 200, path
+    assert KEY not in server["log"].read_text(errors="replace")
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+def test_models_lists_each_champion(client: httpx.Client, trained: tuple) -> None:
+    body = client.get("/models").json()
+    champions = load_champions(trained[0])
+    assert {m["target"] for m in body["models"]} == set(champions)
+    for model in body["models"]:
+        assert model["version"] == champions[model["target"]].version
+        assert model["source"] == "mlflow" and model["trained_at"]
+        assert model["features"] == champions[model["target"]].bundle.feature_names
+        assert any(k.startswith("test_") for k in model["test_metrics"])
+
+
+def test_scores_by_id_equal_batch_scores(client: httpx.Client, batch: pd.DataFrame) -> None:
+    for target in batch["target"].unique():
+        for person in _people(batch, target):
+            response = client.post("/score", json={"person_id": person, "targets": [target], "top_k": 3})
+            assert response.status_code == 200, response.text
+            _assert_same(response.json()["scores"], batch, person, target)
+
+
+def test_scores_by_history_equal_batch_scores(client: httpx.Client, batch: pd.DataFrame, trained: tuple) -> None:
+    _, data, as_of = trained
+    for target in batch["target"].unique():
+        for person in _people(batch, target, 2):
+            request = {"person_id": person, "as_of": as_of.isoformat(), "history": _history(data, person)}
+            response = client.post("/score", json=request)
+            assert response.status_code == 200, response.text
+            _assert_same(response.json()["scores"], batch, person, target)
+
+
+def test_batch_answers_each_person_in_order(client: httpx.Client, batch: pd.DataFrame) -> None:
+    people = _people(batch, "purchase_probability", 5)
+    response = client.post("/score_batch", json={"persons": [{"person_id": p} for p in people] + [{"person_id": "nobody"}]})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["person_id"] for r in results] == people + ["nobody"]
+    for person, result in zip(people, results):
+        for score in result["scores"]:
+            _assert_same([score], batch, person, score["target"])
+    assert results[-1]["scores"] == [] and "unknown person_id" in results[-1]["error"]
+
+
+def test_answers_say_which_targets_do_not_apply(client: httpx.Client, batch: pd.DataFrame) -> None:
+    buyers = set(batch.loc[batch["target"] == "churn_by_indifference", "person_id"])
+    leads = [p for p in _people(batch, "lead_quality", 50) if p not in buyers][:1]
+    body = client.post("/score", json={"person_id": leads[0]}).json()
+    assert "churn_by_indifference" in body["not_applicable"]
+    assert {s["target"] for s in body["scores"]} | set(body["not_applicable"]) == {
+        "lead_quality", "purchase_probability", "time_to_close", "churn_by_indifference"}
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload, status, field", [
+    ({"person_id": "x", "targets": ["nonsense"]}, 400, "targets"),
+    ({"person_id": "x", "top_k": 500}, 400, "top_k"),
+    ({"person_id": "x", "top_k": "many"}, 400, "top_k"),
+    ({"person_id": 12}, 400, "person_id"),
+    ({"persn_id": "x"}, 400, "persn_id"),
+    ({}, 400, None),
+    ({"history": {"orders": [{"timestamp": "2024-01-01", "amount": -5}]}}, 400, "amount"),
+    ({"history": {"interactions": [{"timestamp": "yesterday", "type": "call"}]}}, 400, "timestamp"),
+    ({"history": {"interactions": [{"timestamp": "2024-01-01", "type": "telepathy"}]}}, 400, "type"),
+    ({"history": {}}, 400, "history"),
+])
+def test_bad_input_names_the_field(client: httpx.Client, payload: dict, status: int, field: str | None) -> None:
+    response = client.post("/score", json=payload)
+    assert response.status_code == status, response.text
+    body = response.json()
+    if field:
+        assert any(field in (str(e["loc"]) + e["msg"]) for e in body["detail"]), body
+
+
+def test_malformed_json_is_a_400(client: httpx.Client) -> None:
+    response = client.post("/score", content=b'{"person_id": ', headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "json" in response.text.lower()
+
+
+def test_unknown_person_and_day_are_404(client: httpx.Client) -> None:
+    response = client.post("/score", json={"person_id": "nobody"})
+    assert response.status_code == 404 and response.json()["field"] == "person_id"
+    response = client.post("/score", json={"person_id": "nobody", "as_of": "1999-01-01"})
+    assert response.status_code == 404 and response.json()["field"] == "as_of"
+
+
+def test_a_batch_above_the_limit_is_refused(client: httpx.Client) -> None:
+    persons = [{"person_id": f"p{i}"} for i in range(1001)]
+    response = client.post("/score_batch", json={"persons": persons})
+    assert response.status_code == 422
+    assert response.json()["field"] == "persons"
+
+
+def test_latency_of_one_person_by_id(client: httpx.Client, batch: pd.DataFrame) -> None:
+    person = _people(batch, "purchase_probability", 1)[0]
+    request = {"person_id": person, "targets": ["purchase_probability"], "top_k": 5}
+    timings = []
+    for _ in range(30):
+        started = time.perf_counter()
+        assert client.post("/score", json=request).status_code == 200
+        timings.append(time.perf_counter() - started)
+    print(f"\none person by id, one target, top-5 reasons: p50 {1000 * np.median(timings):.1f} ms")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _assert_same(scores: list[dict], batch: pd.DataFrame, person: str, target: str) -> None:
+    mine = [s for s in scores if s["target"] == target]
+    assert len(mine) == 1, (person, target, scores)
+    expected = batch[(batch["person_id"] == person) & (batch["target"] == target)].iloc[0]
+    for column in COMPARED:
+        want, got = expected[column], mine[0][column]
+        if isinstance(want, float) and np.isnan(want) or want is None or want is pd.NA:
+            assert got is None, (column, got)
+        elif isinstance(got, float):
+            assert got == pytest.approx(float(want), rel=1e-9, abs=1e-9), (person, target, column)
+        else:
+            assert str(got) == str(want), (person, target, column)
+
+
+def _history(data: CRMData, person: str) -> dict:
+    """The person's rows of the CRM as a request history (what a CRM would send)."""
+    def rows(table: pd.DataFrame | None, columns: list[str]) -> list[dict]:
+        if table is None:
+            return []
+        mine = table.loc[table["person_id"] == person, [c for c in columns if c in table.columns]]
+        records = json.loads(mine.to_json(orient="records", date_format="iso"))
+        return [{k: v for k, v in r.items() if v is not None} for r in records]
+
+    leads = rows(data.leads, ["lead_id", "created_at", "source", "campaign", "status", "converted_at",
+                              "country", "industry", "company_size", "job_title"])
+    for lead in leads:
+        lead["attributes"] = {k: lead.pop(k) for k in ("country", "industry", "company_size", "job_title") if k in lead}
+    return {
+        "leads": leads,
+        "interactions": rows(data.interactions, ["timestamp", "type", "channel", "value", "deal_id", "stage"]),
+        "orders": rows(data.orders, ["order_id", "timestamp", "amount", "status", "product", "category", "channel"]),
+        "deals": rows(data.deals, ["deal_id", "created_at", "stage", "closed_at", "outcome", "amount", "owner"]),
+    }
