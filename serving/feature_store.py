@@ -156,10 +156,14 @@ def _loaded(columns: list[str], records: list[tuple], text_columns: list[str]) -
     return features[order], eligible
 
 
-def materialize(data: CRMData, as_of: pd.Timestamp, settings: Settings, store: FeatureStore) -> int:
-    """Build everyone's features as of a day with the training pipeline and store them."""
+def materialize(
+    data: CRMData, as_of: pd.Timestamp, settings: Settings, store: FeatureStore, features: pd.DataFrame | None = None
+) -> int:
+    """Store everyone's features as of a day (built with the training pipeline unless given,
+    e.g. by ``radar features`` which has just built them) and the targets that apply."""
     from serving.scoring import eligible
 
-    features = build_features(data, as_of, settings.features)
+    if features is None:
+        features = build_features(data, as_of, settings.features)
     populations = {t: eligible(t, data, features, as_of, settings) for t in TARGETS}
     return store.write(features, populations, pd.Timestamp(as_of).date())
