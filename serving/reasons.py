@@ -206,6 +206,8 @@ class _Layout:
     numeric_at: np.ndarray
     categorical: list[tuple[int, str, pd.Index]]
     numeric_index: dict[str, int]
+    #: Category → code per categorical column, for small batches (see _category_codes).
+    lookups: dict[str, dict[object, int]]
     seen_columns: pd.Index | None = None
     positions: np.ndarray | None = None
 
@@ -234,16 +236,24 @@ def _layout(model: Any) -> _Layout:
             numeric_at=np.array([j for j, c in enumerate(names) if c not in categories], dtype=np.int64),
             categorical=[(j, c, pd.Index(categories[c], dtype=object)) for j, c in enumerate(names) if c in categories],
             numeric_index={c: j for j, c in enumerate(names) if c not in categories},
+            lookups={c: {v: i for i, v in enumerate(cats)} for c, cats in categories.items()},
         )
         _LAYOUTS[model] = layout
     return layout
 
 
-def _category_codes(series: pd.Series, categories: pd.Index) -> np.ndarray:
+#: Up to this many rows, categories are looked up in a dict: pandas' vectorised path has a
+#: fixed cost (Arrow-backed categories on pandas 3) larger than a few dict lookups.
+SMALL_BATCH = 64
+
+
+def _category_codes(series: pd.Series, categories: pd.Index, lookup: dict[object, int]) -> np.ndarray:
     """Position of each value in the training categories, -1 when unseen or missing.
 
     align_categories goes through object values, so equality is on objects ("5" is not 5);
     a categorical column is mapped through its (few) categories instead of every row."""
+    if len(series) <= SMALL_BATCH:
+        return np.array([lookup.get(v, -1) for v in series.tolist()], dtype=np.int64)
     if isinstance(series.dtype, pd.CategoricalDtype):
         mapping = categories.get_indexer(series.cat.categories.astype(object))
         codes = series.cat.codes.to_numpy()
@@ -264,8 +274,8 @@ def booster_matrix(model: Any, features: pd.DataFrame) -> np.ndarray:
     if len(layout.numeric_at):
         numeric = features.iloc[:, positions[layout.numeric_at]]
         out[:, layout.numeric_at] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    for j, _, categories in layout.categorical:
-        codes = _category_codes(features.iloc[:, positions[j]], categories)
+    for j, column, categories in layout.categorical:
+        codes = _category_codes(features.iloc[:, positions[j]], categories, layout.lookups[column])
         out[:, j] = np.where(codes < 0, np.nan, codes)
     return out
 
