@@ -102,10 +102,18 @@ def validate(
 def features(
     data_dir: DataDir,
     as_of: Annotated[str, typer.Option("--as-of", help="Build features from events strictly before this day.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file to write.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Parquet file to write.")] = None,
     mapping: MappingOpt = None,
+    materialize: Annotated[
+        bool, typer.Option("--materialize", help="Also store them in the online feature store the API reads.")
+    ] = False,
+    store: Annotated[
+        Optional[Path], typer.Option("--store", help="Feature store file (default: WORK_DIR/feature_store.sqlite).")
+    ] = None,
 ) -> None:
     """Build one row of point-in-time features per person as of a day."""
+    if out is None and not materialize:
+        raise typer.BadParameter("give --out FILE.parquet and/or --materialize")
     import pandas as pd
 
     from features.atomic import write_parquet
@@ -118,11 +126,14 @@ def features(
     with console.status(f"Building features as of {moment.date()}..."):
         frame = build_features(loaded.data, moment, settings.features)
     seconds = time.perf_counter() - started
-    write_parquet(frame, out)
+    if out is not None:
+        write_parquet(frame, out)
     console.print(
         f"[green]{len(frame):,} people × {frame.shape[1]} features[/] as of {moment.date()} "
-        f"in {seconds:.1f} s → {out}"
+        f"in {seconds:.1f} s → {out or 'feature store'}"
     )
+    if materialize:
+        _materialize(loaded.data, moment, frame, store, settings)
 
 
 def _metrics_table(report) -> "Table":
@@ -345,6 +356,98 @@ def quickstart(
     score(data_dir=validated, as_of=as_of, out=folder / "scores.csv", table=None, model=None, id_column=None,
           alias="champion")
     console.print(f"[bold green]Quickstart done.[/] Outputs in {folder}; MLflow store: {load_settings().tracking_uri}")
+
+
+def _materialize(data, moment, frame, store: Optional[Path], settings: Settings) -> None:
+    from serving.feature_store import FeatureStore, default_store_path, materialize
+
+    target = FeatureStore(store or default_store_path(settings))
+    count = materialize(data, moment, settings, target, features=frame)
+    console.print(f"[green]{count:,} people[/] as of {moment.date()} → feature store {target.path}")
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind (default: serving.host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: serving.port).")] = None,
+    from_store: Annotated[
+        bool, typer.Option("--from-store", help="Serve the models in BentoML's model store, not MLflow's registry.")
+    ] = False,
+) -> None:
+    """Start the scoring API (BentoML) with the champions; see docs/api.md."""
+    serving = load_settings().serving
+    bentoml = Path(sys.executable).parent / "bentoml"
+    command = [str(bentoml), "serve", "serving.service:Radar", "--host", host or serving.host,
+               "--port", str(port or serving.port)]
+    if from_store:
+        command += ["--arg", "model_source=bentoml"]
+    # Replace this process, so that Ctrl+C and a supervisor's SIGTERM reach the server
+    # itself; the working directory stays the caller's (radar.yaml, a relative work_dir).
+    os.execv(command[0], command)
+
+
+keys_app = typer.Typer(help="API keys for the scoring API.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create() -> None:
+    """Create an API key: its hash goes to serving.api_keys_file; the key is shown once."""
+    from serving.auth import create_key
+
+    path = load_settings().serving.api_keys_file
+    key = create_key(path)
+    console.print(f"New API key (shown once, store it now): [bold]{key}[/]\nIts hash was added to {path}")
+
+
+bento_app = typer.Typer(help="BentoML model store and bentos.", no_args_is_help=True)
+app.add_typer(bento_app, name="bento")
+
+
+@bento_app.command("export")
+def bento_export() -> None:
+    """Copy every champion from the MLflow registry into BentoML's model store."""
+    from serving.model_store import export_to_bentoml
+
+    tags = export_to_bentoml(load_settings())
+    if not tags:
+        raise typer.BadParameter("no champion models yet: run `radar train DIR` first")
+    for tag in tags:
+        console.print(f"[green]exported[/] {tag}")
+    console.print("Serve them with `radar serve --from-store`; `bentoml build` packs them into a bento.")
+
+
+@app.command()
+def push(
+    url: Annotated[str, typer.Option(help="The CRM webhook that receives the scores.")],
+    scores: Annotated[Path, typer.Option(help="Score table from `radar score` (.csv, .parquet, .xlsx).")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per call.")] = 500,
+    attempts: Annotated[int, typer.Option(min=1, help="Tries per batch (exponential backoff).")] = 5,
+    backoff: Annotated[float, typer.Option(min=0, help="First wait between tries, seconds.")] = 1.0,
+    header: Annotated[
+        Optional[list[str]], typer.Option(help="Extra header 'Name: value' (e.g. the CRM's token); repeatable.")
+    ] = None,
+    report: Annotated[Path, typer.Option(help="CSV of the rows not delivered, with reasons.")] = Path("push_report.csv"),
+) -> None:
+    """Post scores to a CRM webhook in batches with retries; write what failed and why."""
+    from serving.push import PushSettings, push_scores, read_scores, write_report
+
+    headers = dict(_header(h) for h in header or [])
+    settings = PushSettings(url=url, batch_size=batch_size, attempts=attempts, backoff_seconds=backoff, headers=headers)
+    result = push_scores(read_scores(scores), settings)
+    write_report(result, report)
+    colour = "green" if result.failed_rows == 0 else "yellow"
+    console.print(f"[{colour}]{result.sent_rows:,} rows delivered, {result.failed_rows:,} failed[/] "
+                  f"in {result.batches} batches; report: {report}")
+    if result.failed_rows:
+        raise SystemExit(1)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"expected 'Name: value', got {name.strip() or text!r}")
+    return name.strip(), value.strip()
 
 
 def main() -> None:
