@@ -33,8 +33,8 @@ def test_training_section_has_every_figure(sections: dict[str, str]) -> None:
         assert expected in text, expected
     for stage in STAGES:
         row = next(line for line in text.splitlines() if line.startswith(f"| {stage} |"))
-        seconds, rss = row.split("|")[2:4]
-        assert float(seconds) >= 0 and float(rss.replace(",", "")) > 0, row
+        seconds, cpu, rss = row.split("|")[2:5]
+        assert float(seconds) >= 0 and float(cpu) >= 0 and float(rss.replace(",", "")) > 0, row
     for target in TARGETS:
         row = next(line for line in text.splitlines() if line.startswith(f"| train_{target} |"))
         assert " / " in row, row  # rows per split
