@@ -7,6 +7,7 @@ model_source=bentoml`` serves the models exported with ``radar bento export``).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Callable, Literal
 
@@ -27,6 +28,9 @@ class ServeArgs(BaseModel):
     model_source: Literal["auto", "mlflow", "bentoml"] = "auto"
 
 
+# Set before LightGBM is first loaded: OpenMP reads it once. The decorator's `envs` only
+# reaches built bentos, not `bentoml serve` from source.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 args = bentoml.use_arguments(ServeArgs)
 _serving = load_settings().serving
 # BentoML APIs are POST; the read-only GET routes live on a small mounted FastAPI app.

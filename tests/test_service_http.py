@@ -220,6 +220,13 @@ def test_bad_input_names_the_field(client: httpx.Client, payload: dict, status: 
         assert any(field in (str(e["loc"]) + e["msg"]) for e in body["detail"]), body
 
 
+def test_rejected_values_are_not_echoed_or_logged(client: httpx.Client, server: dict) -> None:
+    secret = "ana.secret@shop.com"
+    response = client.post("/score", json={"person_id": "x", "top_k": secret})
+    assert response.status_code == 400 and secret not in response.text
+    assert secret not in server["log"].read_text(errors="replace")
+
+
 def test_malformed_json_is_a_400(client: httpx.Client) -> None:
     response = client.post("/score", content=b'{"person_id": ', headers={"content-type": "application/json"})
     assert response.status_code == 400
