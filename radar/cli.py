@@ -181,6 +181,7 @@ def train(
     ] = None,
     metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write the figures as JSON.")] = None,
     no_register: Annotated[bool, typer.Option("--no-register", help="Train and judge only.")] = False,
+    mapping: MappingOpt = None,
 ) -> None:
     """Train every target (or a flat table), compare with baselines, register and gate."""
     import json
@@ -194,7 +195,9 @@ def train(
         from training.pipeline import train_all
 
         with console.status("Training...") as status:
-            report = train_all(data_dir, settings, register=not no_register, progress=status.update)
+            report = train_all(
+                data_dir, settings, register=not no_register, progress=status.update, mapping_path=mapping
+            )
         console.print(_metrics_table(report))
         for result in report.results.values():
             for note in result.notes:
@@ -270,6 +273,8 @@ def score(
     model: Annotated[Optional[str], typer.Option(help="Flat table: the registered model's name.")] = None,
     id_column: Annotated[Optional[str], typer.Option("--id", help="Flat table: the id column.")] = None,
     alias: Annotated[str, typer.Option(help="Flat table: which registered version (champion or challenger).")] = "champion",
+    top_k: Annotated[int, typer.Option("--top-k", min=0, max=20, help="Reasons per score (0: none).")] = 5,
+    mapping: MappingOpt = None,
 ) -> None:
     """Score every eligible person with the champions and write the answers."""
     import pandas as pd
@@ -289,12 +294,15 @@ def score(
         from serving.scoring import load_champions, score_people
         from training.datasets import data_span
 
-        data = _load(data_dir, None, settings).data
+        data = _load(data_dir, mapping, settings).data
         moment = pd.Timestamp(_parse_day(as_of)) if as_of else data_span(data)[1]
         champions = load_champions(settings)
         if not champions:
             raise typer.BadParameter("no champion models yet: run `radar train DIR` first")
-        scores = score_people(data, moment, champions, settings)
+        scores = score_people(data, moment, champions, settings, top_k=top_k or None)
+        # One cell of plain sentences for CRMs and spreadsheets; the structured list stays
+        # in the API's answers.
+        scores = scores.drop(columns=["reasons"], errors="ignore")
     else:
         raise typer.BadParameter("give a CRM folder, or --table FILE --model NAME")
     write_scores(scores, out)
@@ -326,10 +334,11 @@ def rollback(target: Annotated[str, typer.Argument(help="Target or flat-table mo
 def retrain(
     data_dir: DataDir,
     metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write the figures as JSON.")] = None,
+    mapping: MappingOpt = None,
 ) -> None:
     """Re-run the whole flow on fresh data through the promotion gate (for a scheduler)."""
     train(data_dir=data_dir, table=None, label=None, id_column=None, name=None, force_include=None,
-          metrics_out=metrics_out, no_register=False)
+          metrics_out=metrics_out, no_register=False, mapping=mapping)
 
 
 @app.command()
@@ -339,8 +348,9 @@ def quickstart(
     # the model rather than noise (a few hundred rows leave ECE around 0.03 by chance).
     customers: Annotated[int, typer.Option(min=100, help="People in the demo world.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after scoring.")] = False,
 ) -> None:
-    """The main job: demo world → validate → features → train and register → score."""
+    """The main job: demo world → validate → features → train and register → score → serve."""
     import pandas as pd
 
     from radar.demo import DEFAULT_END
@@ -350,12 +360,40 @@ def quickstart(
     validated = folder / "validated"
     validate(raw, mapping=None, out=validated)
     as_of = (pd.Timestamp(DEFAULT_END) + pd.Timedelta(days=1)).date().isoformat()
-    features(validated, as_of=as_of, out=folder / "features.parquet", mapping=None)
+    features(validated, as_of=as_of, out=folder / "features.parquet", mapping=None, materialize=True, store=None)
     train(data_dir=validated, table=None, label=None, id_column=None, name=None, force_include=None,
-          metrics_out=folder / "metrics.json", no_register=False)
-    score(data_dir=validated, as_of=as_of, out=folder / "scores.csv", table=None, model=None, id_column=None,
-          alias="champion")
+          metrics_out=folder / "metrics.json", no_register=False, mapping=None)
+    scores_file = folder / "scores.csv"
+    score(data_dir=validated, as_of=as_of, out=scores_file, table=None, model=None, id_column=None,
+          alias="champion", top_k=5, mapping=None)
     console.print(f"[bold green]Quickstart done.[/] Outputs in {folder}; MLflow store: {load_settings().tracking_uri}")
+    if no_serve:
+        return
+    _print_first_call(folder, scores_file)
+    serve(host=None, port=None, from_store=False)
+
+
+def _print_first_call(folder: Path, scores_file: Path) -> None:
+    """Create a demo API key, keep it in a private file and show a working curl line."""
+    import pandas as pd
+
+    from serving.auth import create_key
+
+    settings = load_settings()
+    key = create_key(settings.serving.api_keys_file)
+    key_file = folder / "api_key.txt"
+    key_file.write_text(key + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    person = str(pd.read_csv(scores_file, usecols=["person_id"], nrows=1)["person_id"].iloc[0])
+    url = f"http://{settings.serving.host}:{settings.serving.port}/score"
+    body = '{"person_id": "%s", "top_k": 3}' % person
+    console.print(f"API key saved to {key_file} (its hash in {settings.serving.api_keys_file}).")
+    console.print("Starting the scoring server; once /readyz answers, try:")
+    console.print(
+        f"  curl -s -X POST {url} -H 'Content-Type: application/json' "
+        f'-H "Authorization: Bearer $(cat {key_file})" -d \'{body}\'',
+        soft_wrap=True,
+    )
 
 
 def _materialize(data, moment, frame, store: Optional[Path], settings: Settings) -> None:

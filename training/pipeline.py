@@ -280,6 +280,7 @@ def train_all(
     targets: tuple[str, ...] = TARGETS,
     register: bool = True,
     progress: Callable[[str], None] | None = None,
+    mapping_path: Path | None = None,
 ) -> TrainReport:
     """The whole flow on a CRM folder: load, snapshot, train, judge, (register + gate)."""
     from features.ingest import load_crm
@@ -288,7 +289,7 @@ def train_all(
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     say("loading and validating the CRM")
-    data = load_crm(Path(data_dir), settings=settings).data
+    data = load_crm(Path(data_dir), mapping_path, settings=settings).data
     seconds["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
