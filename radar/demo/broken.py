@@ -59,13 +59,15 @@ def break_rows(rng: np.random.Generator, table: Table, share: float, orphan_star
     n = table.n_rows
     if n == 0 or share <= 0:
         return []
-    k = min(n, max(1, int(rng.binomial(n, share))))
-    rows = np.sort(rng.choice(n, size=k, replace=False))
+    # The row that mints a customer id is never broken: for a one-off buyer it is the only
+    # row that makes the id known, so breaking it would orphan the customer's other rows.
+    candidates = np.arange(n) if table.keep_keys is None else np.flatnonzero(~table.keep_keys)
+    if len(candidates) == 0:
+        return []
+    k = min(len(candidates), max(1, int(rng.binomial(n, share))))
+    rows = np.sort(rng.choice(candidates, size=k, replace=False))
     names = list(KINDS[table.name])
     kind = rng.choice(len(names), size=k, p=list(KINDS[table.name].values()))
-    if table.keep_keys is not None and "orphan_key" in names:
-        # Orphaning the row that mints a customer id would orphan that customer's other rows.
-        kind = np.where(table.keep_keys[rows] & (kind == names.index("orphan_key")), 0, kind)
     cols = table.columns
     for ki, name in enumerate(names):
         hit = rows[kind == ki]

@@ -1,7 +1,11 @@
 """Life after the first order: repeat buying, engagement, service, and two ways to churn.
 
 * Repeat buying is a Poisson process whose rate is gamma-distributed across customers
-  (the BG/NBD picture), with a per-customer mean order value and favourite category.
+  (the BG/NBD picture), with a per-customer mean order value and favourite category. On
+  top of it, each customer's appetite drifts from one two-month block to the next (a
+  "mood" that engagement reveals only partly), many customers go dormant for months and
+  come back (their visits return a few weeks before their orders do), and a share buy
+  once and drift away.
 * Indifference churn: activity (orders, visits, opens) fades over the months before the
   customer stops, with no trigger.
 * Service churn: a complaint, ticket, failed payment or low NPS comes first; activity drops
@@ -30,6 +34,18 @@ BUY_RATE_SHAPE = 1.5
 #: Mean customer lifetime in days (consumer, business) before heterogeneity.
 MEAN_LIFE_DAYS = (650.0, 1000.0)
 ORDER_FAILED, ORDER_REFUNDED = 0.04, 0.025
+#: Share of customers (consumer, business) who buy once and then drift away within months.
+ONE_OFF_SHARE = (0.45, 0.25)
+#: Mood: a customer's buying rate is multiplied by a lognormal factor per block of days,
+#: correlated from one block to the next; engagement follows it with this elasticity.
+MOOD_BLOCK_DAYS, MOOD_SD, MOOD_RHO, MOOD_ENGAGEMENT = 60.0, 0.6, 0.5, 0.7
+#: Share of customers with dormant spells, spells per such customer (at most), spell
+#: length (lognormal median, log-sd), and how much activity is left while dormant.
+DORMANT_SHARE, DORMANT_SPELLS = 0.65, 2
+DORMANT_MEDIAN_DAYS, DORMANT_SD = 130.0, 0.5
+DORMANT_ORDER_LEVEL, DORMANT_ENGAGEMENT_LEVEL = 0.02, 0.05
+#: Engagement wakes up this many days (uniform) before orders do at the end of a spell.
+WAKE_DAYS = (0.0, 14.0)
 RETRY_SHARE = 0.6
 ENGAGEMENT_MIX = type_mix(
     {"web_visit": 0.38, "email_open": 0.25, "email_click": 0.1, "chat_message": 0.06,
@@ -54,6 +70,11 @@ class Customers:
     fade_days: np.ndarray
     trigger_at: np.ndarray  # first service trigger (service churners), else NaN
     triggers: np.ndarray  # (n, 2) trigger kinds, -1 for none
+    one_off: np.ndarray  # bool: buys once and drifts away
+    mood: np.ndarray  # (n, blocks) buying-rate factor per MOOD_BLOCK_DAYS since conversion
+    dormant_from: np.ndarray  # (n, DORMANT_SPELLS) spell starts, NaN for none
+    dormant_to: np.ndarray  # (n, DORMANT_SPELLS) spell ends (orders resume)
+    wake: np.ndarray  # (n, DORMANT_SPELLS) when engagement resumes, before dormant_to
 
     def __len__(self) -> int:
         return len(self.person)
@@ -66,6 +87,22 @@ class Customers:
         after_trigger = (self.churn_kind[c] == SERVICE) & (t >= self.trigger_at[c])
         level = np.where(after_trigger, 0.4, level)
         return np.where(t >= stop, 0.0, level)
+
+    def mood_at(self, c: np.ndarray, t: np.ndarray) -> np.ndarray:
+        block = np.clip(((t - self.converted[c]) // MOOD_BLOCK_DAYS).astype(np.int64), 0, self.mood.shape[1] - 1)
+        return self.mood[c, block]
+
+    def dormancy(self, c: np.ndarray, t: np.ndarray, orders: bool) -> np.ndarray:
+        """Activity left while dormant (1 outside spells); engagement wakes before orders."""
+        end = self.dormant_to[c] if orders else self.wake[c]
+        inside = ((t[:, None] >= self.dormant_from[c]) & (t[:, None] < end)).any(axis=1)
+        return np.where(inside, DORMANT_ORDER_LEVEL if orders else DORMANT_ENGAGEMENT_LEVEL, 1.0)
+
+    def engagement_level(self, c: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Share of engagement at ``t`` relative to the customer's top mood (at most 1)."""
+        top = self.mood.max(axis=1)[c]
+        mood = (self.mood_at(c, t) / top) ** MOOD_ENGAGEMENT
+        return self.activity(c, t) * mood * self.dormancy(c, t, orders=False)
 
 
 @dataclass
@@ -84,7 +121,7 @@ class Orders:
         return len(self.person)
 
 
-def sample_customers(rng: np.random.Generator, people: People, converted: np.ndarray) -> Customers:
+def sample_customers(rng: np.random.Generator, people: People, converted: np.ndarray, horizon: float) -> Customers:
     person = np.flatnonzero(~np.isnan(converted))
     person = person[np.argsort(converted[person], kind="stable")]
     m = len(person)
@@ -95,9 +132,21 @@ def sample_customers(rng: np.random.Generator, people: People, converted: np.nda
     satisfaction = rng.standard_normal(m)
     life = np.where(b2b, MEAN_LIFE_DAYS[1], MEAN_LIFE_DAYS[0]) * relative**0.25 * np.exp(0.25 * satisfaction)
     start = converted[person]
-    churn_at = start + 20.0 + rng.exponential(life)
-    service = rng.random(m) < 1.0 / (1.0 + np.exp(1.2 + 0.7 * satisfaction))
-    fade = rng.uniform(45.0, 180.0, m)
+    one_off = rng.random(m) < np.where(b2b, ONE_OFF_SHARE[1], ONE_OFF_SHARE[0])
+    # One-off buyers drift away from their first order on, over a few months.
+    churn_at = np.where(one_off, start + 15.0 + rng.exponential(60.0, m), start + 20.0 + rng.exponential(life))
+    service = ~one_off & (rng.random(m) < 1.0 / (1.0 + np.exp(1.2 + 0.7 * satisfaction)))
+    fade = np.where(one_off, churn_at - start, rng.uniform(45.0, 180.0, m))
+    n_blocks = int(np.ceil(horizon / MOOD_BLOCK_DAYS)) + 1
+    z = rng.standard_normal((m, n_blocks))
+    for b in range(1, n_blocks):
+        z[:, b] = MOOD_RHO * z[:, b - 1] + np.sqrt(1.0 - MOOD_RHO**2) * z[:, b]
+    mood = np.exp(MOOD_SD * z - 0.5 * MOOD_SD**2)
+    spells = (rng.random((m, DORMANT_SPELLS)) < DORMANT_SHARE) & (rng.random((m, DORMANT_SPELLS)) < np.array([1.0, 0.7]))
+    spells[:, 1] &= spells[:, 0]
+    d_from = start[:, None] + rng.uniform(30.0, 900.0, (m, DORMANT_SPELLS))
+    d_to = d_from + rng.lognormal(np.log(DORMANT_MEDIAN_DAYS), DORMANT_SD, (m, DORMANT_SPELLS))
+    wake = np.maximum(d_to - rng.uniform(*WAKE_DAYS, (m, DORMANT_SPELLS)), d_from)
     lead = rng.uniform(3.0, 40.0, m)
     trigger_at = np.where(service, np.maximum(churn_at - lead, start + 0.5), np.nan)
     first = pick(rng, TRIGGER_SHARE[None, :], np.zeros(m, dtype=np.int64))
@@ -110,13 +159,19 @@ def sample_customers(rng: np.random.Generator, people: People, converted: np.nda
         order_value=np.where(b2b, 450.0, 65.0) * rng.lognormal(0.0, 0.6, m),
         favourite=pick(rng, vocab.CATEGORY_SHARE[None, :], np.zeros(m, dtype=np.int64)),
         order_channel=pick(rng, channel_share, b2b.astype(np.int64)),
-        engagement_rate=0.05 * relative**0.5 * rng.lognormal(0.0, 0.5, m) * np.exp(0.2 * people.intent[person]),
+        engagement_rate=0.05 * relative**0.5 * rng.lognormal(0.0, 0.5, m) * np.exp(0.2 * people.intent[person])
+        * np.where(one_off, 0.6, 1.0),
         satisfaction=satisfaction,
         churn_at=churn_at,
         churn_kind=np.where(service, SERVICE, INDIFFERENCE),
         fade_days=fade,
         trigger_at=trigger_at,
         triggers=np.where(service[:, None], np.column_stack([first, second]), -1),
+        one_off=one_off,
+        mood=mood,
+        dormant_from=np.where(spells, d_from, np.nan),
+        dormant_to=np.where(spells, d_to, np.nan),
+        wake=np.where(spells, wake, np.nan),
     )
 
 
@@ -163,8 +218,10 @@ def sample_orders(rng: np.random.Generator, cust: Customers, people: People, dea
     first.amount = np.where(np.isnan(deal_amount[cust.person]), first.amount, deal_amount[cust.person])
 
     stop = np.minimum(cust.churn_at, horizon)
-    c, t = poisson_in_windows(rng, idx, cust.converted, stop, cust.buy_rate)
-    keep = rng.random(len(c)) < cust.activity(c, t)
+    top = cust.mood.max(axis=1)
+    c, t = poisson_in_windows(rng, idx, cust.converted, stop, cust.buy_rate * top)
+    level = cust.activity(c, t) * cust.mood_at(c, t) / top[c] * cust.dormancy(c, t, orders=True)
+    keep = rng.random(len(c)) < level
     repeat = _order_rows(rng, cust, people, c[keep], t[keep])
 
     # Failed payments: most are retried and paid a little later.
@@ -199,8 +256,9 @@ def customer_events(rng: np.random.Generator, cust: Customers, people: People, h
     m = len(cust)
     idx = np.arange(m)
     stop = np.minimum(cust.churn_at, horizon)
-    c, t = poisson_in_windows(rng, idx, cust.converted, stop, cust.engagement_rate)
-    keep = rng.random(len(c)) < cust.activity(c, t)
+    top = cust.mood.max(axis=1) ** MOOD_ENGAGEMENT
+    c, t = poisson_in_windows(rng, idx, cust.converted, stop, cust.engagement_rate * top)
+    keep = rng.random(len(c)) < cust.engagement_level(c, t)
     c, t = c[keep], t[keep]
     engagement = make_events(cust.person[c], t, pick(rng, ENGAGEMENT_MIX, np.zeros(len(c), dtype=np.int64)))
 
@@ -231,5 +289,5 @@ def thin_after_conversion(rng: np.random.Generator, events: Events, cust: Custom
     cc = np.maximum(c, 0)
     later = is_customer & (events.t >= np.where(is_customer, cust.converted[cc], np.inf))
     own = np.isin(events.kind, ENGAGEMENT_TYPES)
-    level = np.where(later & own, cust.activity(cc, events.t), 1.0)
+    level = np.where(later & own, cust.activity(cc, events.t) * cust.dormancy(cc, events.t, orders=False), 1.0)
     return events.subset(rng.random(len(events)) < level)

@@ -14,6 +14,14 @@ from radar.demo.people import People
 
 #: Journey touchpoints per day for an average-intent person.
 JOURNEY_RATE = 0.12
+#: How strongly intent shows in the touchpoint rate, and the person-to-person noise on it.
+RATE_INTENT, RATE_NOISE_SD = 1.0, 0.5
+#: Mean days a non-buyer keeps looking around after the lead.
+LOOK_AROUND_DAYS = 40.0
+#: A comeback (late buyer or returning browser) shows as a burst of touchpoints over the
+#: days before it, at this multiple of the person's journey rate.
+COMEBACK_DAYS = (1.0, 14.0)
+COMEBACK_RATE = 0.7
 #: Where each stage ends, as a fraction of the journey (need, search, evaluation, decision).
 STAGE_BOUNDS = np.array([0.15, 0.40, 0.75])
 #: Marketing e-mails/ads reach a lead about every five weeks until they unsubscribe.
@@ -45,10 +53,14 @@ _FIRST_TYPE = {
 }
 
 
-def journey_windows(rng: np.random.Generator, people: People, converted: np.ndarray) -> np.ndarray:
-    """When each person's journey ends: at conversion, or after a short look around."""
-    look_around = 1.0 + rng.exponential(30.0, people.n)
-    return np.where(np.isnan(converted), people.created + look_around, converted)
+def journey_windows(rng: np.random.Generator, people: People, converted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """When each person's first journey ends (at conversion, or after a look around, and
+    before any comeback), and whether it ends in a purchase."""
+    look_around = people.created + 1.0 + rng.exponential(LOOK_AROUND_DAYS, people.n)
+    buys_now = ~np.isnan(converted) & ~people.late
+    back = people.created + np.nan_to_num(people.comeback, nan=np.inf)
+    end = np.where(buys_now, converted, np.minimum(look_around, back - COMEBACK_DAYS[1]))
+    return np.maximum(end, people.created), buys_now
 
 
 def lead_journeys(rng: np.random.Generator, people: People, converted: np.ndarray, horizon: float) -> Events:
@@ -59,20 +71,37 @@ def lead_journeys(rng: np.random.Generator, people: People, converted: np.ndarra
     first_channel = np.array([EVENT_CHANNELS.index(c.name) for c in vocab.CHANNELS])
     creation = make_events(np.arange(n), people.created, first_type, channel=first_channel[people.source])
 
-    end = journey_windows(rng, people, converted)
-    # Intent shows as how often someone comes back, from the first week on.
-    rate = JOURNEY_RATE * np.exp(1.0 * people.intent + rng.normal(0.0, 0.4, n))
+    end, buys_now = journey_windows(rng, people, converted)
+    # Intent shows as how often someone comes back, from the first week on (noisily).
+    rate = JOURNEY_RATE * np.exp(RATE_INTENT * people.intent + rng.normal(0.0, RATE_NOISE_SD, n))
     who, t = poisson_in_windows(rng, np.arange(n), people.created, end, rate)
-    # Converters go all the way to a decision; others stop somewhere along the way.
-    depth = np.where(np.isnan(converted), rng.uniform(0.25, 1.0, n), 1.0)
-    u = (t - people.created[who]) / (end - people.created)[who] * depth[who]
-    stage = np.searchsorted(STAGE_BOUNDS, u)
-    kind = pick(rng, _stage_mixes(), stage + 4 * people.b2b[who])
-    journey = make_events(who, t, kind)
+    # Buyers go all the way to a decision; others stop somewhere along the way.
+    depth = np.where(buys_now, 1.0, rng.uniform(0.25, 1.0, n))
+    u = (t - people.created[who]) / np.maximum(end - people.created, 1e-9)[who] * depth[who]
+    journey = make_events(who, t, _stage_kind(rng, people, who, u))
+
+    # Comebacks: months later, a burst of evaluation and decision touchpoints. Late buyers
+    # then buy (or their deal opens); returning browsers leave again partway.
+    back = np.flatnonzero(~np.isnan(people.comeback))
+    at = people.created[back] + people.comeback[back]
+    span = rng.uniform(*COMEBACK_DAYS, len(back))
+    b_who, b_t = poisson_in_windows(rng, back, at - span, at, COMEBACK_RATE * rate[back])
+    depth_back = np.where(people.will_convert, 1.0, rng.uniform(0.3, 1.0, n))
+    span_of = np.ones(n)
+    span_of[back] = span
+    progress = 1.0 - ((people.created + people.comeback)[b_who] - b_t) / span_of[b_who]
+    u_back = 0.4 + 0.6 * progress * depth_back[b_who]
+    comeback = make_events(b_who, b_t, _stage_kind(rng, people, b_who, u_back))
 
     nurture = nurture_events(rng, people, first_channel)
-    out = concat([creation, journey, nurture])
+    out = concat([creation, journey, comeback, nurture])
     return out.subset(out.t < horizon)
+
+
+def _stage_kind(rng: np.random.Generator, people: People, who: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Touchpoint type for journey progress ``u`` in [0, 1]: early browsing to late decision."""
+    stage = np.searchsorted(STAGE_BOUNDS, u)
+    return pick(rng, _stage_mixes(), stage + 4 * people.b2b[who])
 
 
 def nurture_events(rng: np.random.Generator, people: People, source_channel: np.ndarray) -> Events:
@@ -84,7 +113,7 @@ def nurture_events(rng: np.random.Generator, people: People, source_channel: np.
     channel = np.where(paid_reach, source_channel[people.source[who]], EVENT_CHANNELS.index("email"))
     touches = make_events(who, t, TYPE["campaign_touch"], channel=channel)
 
-    p_open = 1.0 / (1.0 + np.exp(-(-0.8 + 0.6 * people.intent[who])))
+    p_open = 1.0 / (1.0 + np.exp(-(-0.8 + 0.5 * people.intent[who])))
     opened = rng.random(len(who)) < p_open
     open_t = t[opened] + rng.exponential(0.4, opened.sum())
     opens = make_events(who[opened], open_t, TYPE["email_open"])

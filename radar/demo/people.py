@@ -11,12 +11,21 @@ from radar.demo.clock import Clock, business_hours
 
 NONE = -1
 
-#: Baseline conversion logit, chosen so that about one lead in five ever buys.
-BASE_LOGIT = -2.1
+#: Baseline conversion logit, chosen so that about one lead in five buys within the world.
+BASE_LOGIT = -1.9
 #: How strongly the engagement latent (which shows in behaviour) drives conversion.
-INTENT_WEIGHT = 1.2
-#: Unobservable luck: what no feature can see. Keeps AUC well below 1.
-LUCK_SD = 0.7
+INTENT_WEIGHT = 1.0
+#: Unobservable luck (budget, timing, a competitor's offer): what no feature can see.
+LUCK_SD = 1.3
+#: Share of eventual buyers who do not buy on their first visit but come back months later.
+LATE_BUYER_SHARE = 0.3
+#: Logit of a later need among people who do not buy on their lead (about 20 %).
+LATER_NEED_LOGIT = -1.4
+#: Share of non-buyers who come back months later, look around again and still do not buy.
+RETURNING_BROWSER_SHARE = 0.25
+#: Days from the lead to the comeback: at least COMEBACK_MIN_DAYS, then exponential (a
+#: need that can arise any time, so a lead's age says little about when it comes back).
+COMEBACK_MIN_DAYS, COMEBACK_MEAN_DAYS = 30.0, 400.0
 
 
 @dataclass
@@ -40,6 +49,13 @@ class People:
     attribute_effect: np.ndarray = field(default_factory=lambda: np.empty(0))
     #: Whether the person would ever buy (if the world ran long enough).
     will_convert: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    #: Days from the lead to a later comeback (late buyers and returning browsers), else NaN.
+    comeback: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    @property
+    def late(self) -> np.ndarray:
+        """Buyers who only buy when they come back, months after the lead."""
+        return self.will_convert & ~np.isnan(self.comeback)
 
     @property
     def n(self) -> int:
@@ -127,4 +143,13 @@ def score_people(rng: np.random.Generator, people: People) -> None:
         + INTENT_WEIGHT * people.intent
         + LUCK_SD * rng.standard_normal(n)
     )
-    people.will_convert = rng.random(n) < 1.0 / (1.0 + np.exp(-people.logit))
+    buys = rng.random(n) < 1.0 / (1.0 + np.exp(-people.logit))
+    # A need that arises later, for reasons the CRM never sees (a new job, a broken
+    # machine, a budget freed up): only loosely tied to the lead's intent and channel.
+    later_need = ~buys & (rng.random(n) < 1.0 / (1.0 + np.exp(-(LATER_NEED_LOGIT + 0.3 * people.intent
+                                                               + 0.3 * people.channel_effect))))
+    people.will_convert = buys | later_need
+    share = np.where(buys, LATE_BUYER_SHARE, RETURNING_BROWSER_SHARE)
+    comes_back = later_need | (rng.random(n) < share)
+    delay = COMEBACK_MIN_DAYS + rng.exponential(COMEBACK_MEAN_DAYS, n)
+    people.comeback = np.where(comes_back, delay, np.nan)

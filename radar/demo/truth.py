@@ -101,6 +101,9 @@ def people_table(clock: Clock, people: People, ident: Identity, cust: Customers,
             "lead_intent": col.numbers(np.round(people.intent, 4)),
             "lead_logit": col.numbers(np.round(people.logit, 4)),
             "will_convert": pa.array(people.will_convert),
+            "comeback_after_days": col.numbers(np.round(people.comeback, 1)),
+            "one_off_buyer": pa.array(np.where(is_c, cust.one_off[ci] if len(cust) else False, False)),
+            "dormant_spells": pa.array(np.where(is_c, _spells_started(cust, horizon)[ci] if len(cust) else 0, 0)),
             "buying_rate_per_year": col.numbers(np.round(per_person(cust.buy_rate) * 365.0, 4)),
             "mean_order_value": col.numbers(np.round(per_person(cust.order_value), 2)),
             "engagement_per_year": col.numbers(np.round(per_person(cust.engagement_rate) * 365.0, 4)),
@@ -108,6 +111,12 @@ def people_table(clock: Clock, people: People, ident: Identity, cust: Customers,
             "favourite_category": col.labels(vocab.CATEGORIES, np.where(is_c, cust.favourite[ci] if len(cust) else -1, -1)),
         }
     )
+
+
+def _spells_started(cust: Customers, horizon: float) -> np.ndarray:
+    """Dormant spells that began while the customer was still a customer, before the end."""
+    began = (cust.dormant_from < np.minimum(cust.churn_at, horizon)[:, None])  # NaN compares False
+    return began.sum(axis=1).astype(np.int64)
 
 
 def shared_keys(ident: Identity) -> pa.Table:
@@ -125,7 +134,8 @@ def drivers(people: People, cust: Customers, deals: Deals, horizon: float) -> pa
     pid = person_ids(people.n)
     rows: list[tuple[np.ndarray, str, pa.Array]] = []
     kind, _ = churn_outcome(cust, horizon)
-    ind = np.flatnonzero(kind == INDIFFERENCE)
+    # One-off buyers drift away from their first order on: no long fade to point at.
+    ind = np.flatnonzero((kind == INDIFFERENCE) & ~cust.one_off)
     rows.append((cust.person[ind], "churn_by_indifference", pa.array(np.full(len(ind), "engagement decline"))))
     svc = np.flatnonzero(kind == SERVICE)
     rows.append((cust.person[svc], "service_churn", col.labels(TRIGGERS, cust.triggers[svc, 0])))
@@ -135,7 +145,7 @@ def drivers(people: People, cust: Customers, deals: Deals, horizon: float) -> pa
     strong_intent = np.flatnonzero(np.abs(people.intent) > 1.5)
     rows.append((strong_intent, "lead_quality", pa.array(np.full(len(strong_intent), "engagement"))))
     # Purchase: frequent buyers buy again; recency then dominates for those who have gone.
-    frequent = np.flatnonzero(cust.buy_rate * 365.0 > np.quantile(cust.buy_rate * 365.0, 0.9)) if len(cust) else np.array([], dtype=np.int64)
+    frequent = np.flatnonzero(~cust.one_off & (cust.buy_rate > np.quantile(cust.buy_rate, 0.9))) if len(cust) else np.array([], dtype=np.int64)
     rows.append((cust.person[frequent], "purchase_probability", pa.array(np.full(len(frequent), "purchase frequency"))))
     busy = np.flatnonzero(np.abs(np.log(deals.contact_rate / np.median(deals.contact_rate))) > 0.8) if len(deals) else np.array([], dtype=np.int64)
     rows.append((deals.person[busy], "time_to_close", pa.array(np.full(len(busy), "meetings and calls"))))

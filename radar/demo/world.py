@@ -51,6 +51,8 @@ class WorldSummary:
 
 def _consumer_conversion(rng: np.random.Generator, people: People, horizon: float) -> np.ndarray:
     delay = rng.lognormal(np.log(B2C_MEDIAN_DAYS_TO_BUY), 1.1, people.n)
+    # Late buyers buy when they come back, months after the lead.
+    delay = np.where(people.late, people.comeback, delay)
     t = people.created + delay
     return np.where(people.will_convert & ~people.b2b & (t < horizon), t, np.nan)
 
@@ -74,7 +76,7 @@ def build_world(n_customers: int, seed: int, end: date, broken_share: float) -> 
 
     deals, deal_events, b2b_converted = sample_deals(rng, people, horizon)
     converted = np.where(people.b2b, b2b_converted, _consumer_conversion(rng, people, horizon))
-    cust = sample_customers(rng, people, converted)
+    cust = sample_customers(rng, people, converted, horizon)
     orders = sample_orders(rng, cust, people, deals, horizon)
     ident.has_email &= ~(np.isnan(converted) & ~people.will_convert & (ident.shared_email < 0)
                           & (rng.random(people.n) < NO_EMAIL_SHARE))
