@@ -56,7 +56,9 @@ def sample_deals(rng: np.random.Generator, people: People, horizon: float) -> tu
     # A late buyer's deal opens when they come back, months after the lead.
     first_look = 1.0 + rng.exponential(12.0, m)
     comeback = people.comeback[who] + rng.exponential(4.0, m)
-    created = people.created[who] + np.where(people.late[who], comeback, first_look)
+    # Half the businesses that come back without buying open a deal then (and lose it).
+    browsing = ~people.will_convert[who] & ~np.isnan(people.comeback[who]) & (rng.random(m) < 0.5)
+    created = people.created[who] + np.where(people.late[who] | browsing, comeback, first_look)
     size = people.company_size[who]
     rate = CONTACT_RATE * np.exp(0.4 * people.intent[who] + rng.normal(0.0, 0.5, m))
     amount = np.round(vocab.COMPANY_SIZE_DEAL_VALUE[size] * rng.lognormal(0.0, 0.9, m), -1)

@@ -20,7 +20,7 @@ LUCK_SD = 1.3
 #: Share of eventual buyers who do not buy on their first visit but come back months later.
 LATE_BUYER_SHARE = 0.3
 #: Logit of a later need among people who do not buy on their lead (about 20 %).
-LATER_NEED_LOGIT = -1.4
+LATER_NEED_LOGIT = -1.0
 #: Share of non-buyers who come back months later, look around again and still do not buy.
 RETURNING_BROWSER_SHARE = 0.25
 #: Days from the lead to the comeback: at least COMEBACK_MIN_DAYS, then exponential (a

@@ -79,7 +79,7 @@ INDUSTRIES: tuple[str, ...] = (
 )
 INDUSTRY_QUALITY = np.array([0.0, 0.3, 0.1, 0.2, -0.1, 0.1, -0.3, -0.2])
 #: Multiplier on how long a deal takes to close: regulated industries buy slowly.
-INDUSTRY_CLOSE_SPEED = np.array([0.8, 0.9, 1.1, 1.35, 1.35, 1.0, 1.2, 0.8])
+INDUSTRY_CLOSE_SPEED = np.array([0.7, 0.85, 1.1, 1.5, 1.5, 1.0, 1.25, 0.7])
 COMPANY_SIZES: tuple[str, ...] = ("1-10", "11-50", "51-200", "201-1000", "1000+")
 COMPANY_SIZE_SHARE = np.array([0.30, 0.28, 0.22, 0.13, 0.07])
 COMPANY_SIZE_QUALITY = np.array([-0.2, 0.1, 0.25, 0.15, 0.0])
@@ -93,7 +93,7 @@ JOB_TITLES: tuple[str, ...] = (
 JOB_TITLE_SHARE = np.array([0.10, 0.06, 0.12, 0.20, 0.17, 0.10, 0.17, 0.08])
 JOB_TITLE_QUALITY = np.array([0.45, 0.45, 0.35, 0.15, 0.1, 0.3, -0.2, -0.8])
 #: Multiplier on how long a deal takes to close: owners decide fast, procurement slowly.
-JOB_TITLE_CLOSE_SPEED = np.array([0.6, 0.7, 0.9, 1.1, 1.1, 1.5, 1.3, 1.6])
+JOB_TITLE_CLOSE_SPEED = np.array([0.5, 0.6, 0.85, 1.1, 1.1, 1.8, 1.4, 2.0])
 
 CATEGORIES: tuple[str, ...] = ("software", "hardware", "services", "supplies", "training", "accessories")
 CATEGORY_SHARE = np.array([0.22, 0.15, 0.18, 0.20, 0.10, 0.15])
