@@ -26,7 +26,7 @@ from training.datasets import SURVIVAL_TARGETS, TARGETS, TargetRows, data_span, 
 from training.metrics import binary_metrics
 from training.models import ProbabilityModel
 from training.snapshots import SnapshotPlan, plan_snapshots
-from training.survival import HazardModel, concordance, integrated_brier
+from training.survival import HazardModel, competing_risk_brier, concordance, integrated_brier
 
 MODEL = "model"
 #: A split needs at least this many positives in validation and test to judge anything.
@@ -84,8 +84,6 @@ def _clean(metrics: dict[str, float]) -> dict[str, float | None]:
 def survival_metrics(duration: np.ndarray, event: np.ndarray, won_within: np.ndarray, days: list[int]) -> dict[str, float]:
     """C-index (on P(won by the horizon)) and IPCW Brier scores of P(won by t)."""
     cif_at = {float(d): won_within[:, i] for i, d in enumerate(days)}
-    from training.survival import competing_risk_brier
-
     briers = competing_risk_brier(duration, event, cif_at)
     out = {
         "c_index": concordance(duration, event, won_within[:, -1]),
