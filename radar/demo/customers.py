@@ -35,13 +35,13 @@ BUY_RATE_SHAPE = 1.5
 MEAN_LIFE_DAYS = (650.0, 1000.0)
 ORDER_FAILED, ORDER_REFUNDED = 0.04, 0.025
 #: Share of customers (consumer, business) who buy once and then drift away within months.
-ONE_OFF_SHARE = (0.55, 0.3)
+ONE_OFF_SHARE = (0.45, 0.25)
 #: Mood: a customer's buying rate is multiplied by a lognormal factor per block of days,
 #: correlated from one block to the next; engagement follows it with this elasticity.
-MOOD_BLOCK_DAYS, MOOD_SD, MOOD_RHO, MOOD_ENGAGEMENT = 60.0, 0.8, 0.4, 0.7
+MOOD_BLOCK_DAYS, MOOD_SD, MOOD_RHO, MOOD_ENGAGEMENT = 60.0, 0.6, 0.4, 0.7
 #: Share of customers with dormant spells, spells per such customer (at most), spell
 #: length (lognormal median, log-sd), and how much activity is left while dormant.
-DORMANT_SHARE, DORMANT_SPELLS = 0.75, 2
+DORMANT_SHARE, DORMANT_SPELLS = 0.65, 2
 DORMANT_MEDIAN_DAYS, DORMANT_SD = 130.0, 0.5
 DORMANT_ORDER_LEVEL, DORMANT_ENGAGEMENT_LEVEL = 0.02, 0.05
 #: Engagement wakes up this many days (uniform) before orders do at the end of a spell.
