@@ -1,0 +1,487 @@
+"""HTTP benchmark of the scoring server: latency and throughput of one person by id.
+
+    python -m benchmarks.http_bench --customers 20000 --duration 20 --clients 1,8,32
+
+Builds (or reuses, cached under ``data/generated/``) a demo world, trains and registers the
+champions into an MLflow SQLite store beside it, materialises the online feature store,
+creates an API key, starts the real server (``bentoml serve serving.service:Radar`` on
+127.0.0.1 and a free port) and drives ``POST /score`` over loopback: one person by id, top-5
+reasons, for purchase_probability alone (``one``) and for every target (``all``), at each
+number of concurrent clients. Then it measures a minimal BentoML service
+(``benchmarks/reference_service.py``: the purchase champion's booster, predict +
+pred_contrib on one row sent in the request) at the same concurrency, so Radar's
+throughput reads as a ratio to it. Figures are printed and written as the "HTTP" section
+of ``docs/benchmarks.md``.
+
+Load comes from ``wrk`` with a Lua script that cycles through person ids when wrk is
+installed, else from Python threads with httpx (which then limit the figures themselves).
+Every run is bounded by ``--duration`` and ``--max-requests``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.train_bench import CACHE_DIR, DEFAULT_SEED, DOC_PATH, Machine, demo_world, machine, update_doc
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_TARGET = "purchase_probability"
+TOP_K = 5
+#: Person ids the load cycles through: enough that requests vary, few enough to write quickly.
+SAMPLE_PEOPLE = 2000
+READY_TIMEOUT_SECONDS = 180.0
+WARMUP_SECONDS = 2.0
+#: The issue's budgets for one target at 8 clients.
+BUDGET = {"clients": 8, "p50_ms": 5.0, "p99_ms": 25.0, "rps": 1000.0, "ratio": 2.0}
+
+
+# --- The prepared world ------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Trained champions, a filled feature store and what the load sends."""
+
+    folder: Path
+    people: int
+    features: int
+    trees: int
+    #: Person ids of the feature store (the latest day), a sample of them.
+    ids: list[str]
+    #: The booster rows of the same people, for the reference service (None = missing).
+    rows: list[list[float | None]]
+
+    @property
+    def work_dir(self) -> Path:
+        return self.folder / "work"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{(self.work_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def reference_model(self) -> Path:
+        return self.folder / "purchase_booster.txt"
+
+
+def prepare(customers: int, seed: int, snapshots: int, cache_dir: Path) -> Prepared:
+    """Champions and feature store for a demo world, built once and then reused."""
+    folder = Path(cache_dir) / f"http-bench-{customers}-seed{seed}-snap{snapshots}"
+    done = folder / "READY.json"
+    # The marker is written last: a half-built folder is rebuilt, never reused.
+    if not done.is_file():
+        if folder.exists():
+            shutil.rmtree(folder)
+        world = demo_world(customers, seed, cache_dir)
+        facts = _build(world, folder, snapshots)
+        done.write_text(json.dumps(facts), encoding="utf-8")
+    facts = json.loads(done.read_text(encoding="utf-8"))
+    return Prepared(folder=folder, **facts)
+
+
+def _settings(folder: Path, snapshots: int):  # type: ignore[no-untyped-def]
+    from radar.config import Settings
+
+    work = folder / "work"
+    base = Settings(work_dir=work, mlflow_tracking_uri=f"sqlite:///{(work / 'mlflow.db').resolve()}")
+    return base.model_copy(update={"training": base.training.model_copy(update={"n_snapshots": snapshots})})
+
+
+def _build(world: Path, folder: Path, snapshots: int) -> dict:
+    """Train + register, materialise the latest day; return the facts the load needs."""
+    from features.ingest import load_crm
+    from features.pipeline import build_features, feature_columns
+    from serving.feature_store import FeatureStore, default_store_path, materialize
+    from serving.reasons import booster_matrix
+    from serving.scoring import load_champions
+    from training.datasets import data_span
+    from training.pipeline import train_all
+
+    settings = _settings(folder, snapshots)
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    _say(f"training the champions on {world} (cached in {folder})")
+    train_all(world, settings)
+    data = load_crm(world, settings=settings).data
+    as_of = data_span(data)[1].normalize()
+    features = build_features(data, as_of, settings.features)
+    materialize(data, as_of, settings, FeatureStore(default_store_path(settings)), features=features)
+    champion = load_champions(settings).get(ONE_TARGET)
+    model = getattr(champion.bundle.model, "booster_", None) if champion else None
+    if model is None:
+        raise RuntimeError(f"{ONE_TARGET} has no LightGBM champion: the reference needs its booster")
+    model.save_model(str(folder / "purchase_booster.txt"))
+    rng = np.random.default_rng(0)
+    ids = list(rng.choice(features.index.to_numpy(), size=min(SAMPLE_PEOPLE, len(features)), replace=False))
+    matrix = booster_matrix(champion.bundle.model, features.loc[ids])
+    rows = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
+    return {"people": len(features), "features": len(feature_columns(features)), "trees": model.num_trees(),
+            "ids": [str(i) for i in ids], "rows": rows}
+
+
+def _say(message: str) -> None:
+    # Progress on stderr: stdout is the report.
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+# --- Servers -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+
+
+@contextmanager
+def serve(service: str, env: dict[str, str], log: Path) -> Iterator[Server]:
+    """``bentoml serve SERVICE`` on 127.0.0.1 and a free port, stopped on exit."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve", service, "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", process)
+        try:
+            wait_ready(server, log)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def wait_ready(server: Server, log: Path, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    """Poll /readyz until 200 (503 while the champions load)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited; log in {log}:\n{log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet: the loop polls again
+        time.sleep(0.1)
+    raise RuntimeError(f"server not ready after {timeout:.0f} s; log in {log}")
+
+
+# --- Load --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """What one load run sends: a route, JSON bodies to cycle through, headers."""
+
+    url: str
+    bodies: list[str]
+    headers: dict[str, str]
+
+
+@dataclass
+class LoadResult:
+    server: str
+    case: str
+    clients: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    #: Non-2xx answers plus socket errors (connect, read, write, timeout).
+    errors: int
+    tool: str
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def drive(load: Load, clients: int, duration: float, max_requests: int, work: Path) -> tuple[int, float, float, float, int, str]:
+    """Requests, seconds, p50 ms, p99 ms, errors and the tool, from wrk or Python threads."""
+    if shutil.which("wrk"):
+        return (*_wrk(load, clients, duration, max_requests, work), "wrk")
+    return (*_python_load(load, clients, duration, max_requests), "python httpx threads")
+
+
+WRK_SCRIPT = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local threads = {}
+local next_offset = 0
+local max_requests = %(max_requests)d
+local position = 0
+local answered = 0
+wrk.method = "POST"
+%(headers)s
+
+function setup(thread)
+  -- Each thread starts at its own place in the list, so clients ask for different people.
+  thread:set("offset", next_offset)
+  next_offset = next_offset + 397
+  table.insert(threads, thread)
+end
+
+function init(args)
+  position = offset %% #bodies
+end
+
+function request()
+  position = position %% #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[position])
+end
+
+function response(status, headers, body)
+  answered = answered + 1
+  if answered >= max_requests then wrk.thread:stop() end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %%d, "duration_us": %%d, "status": %%d, "socket": %%d, ' ..
+    '"p50_us": %%f, "p99_us": %%f}\\n', summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _wrk(load: Load, clients: int, duration: float, max_requests: int, work: Path) -> tuple[int, float, float, float, int]:
+    threads = max(1, min(clients, os.cpu_count() or 1))
+    bodies = work / "bodies.txt"
+    bodies.write_text("\n".join(load.bodies) + "\n", encoding="utf-8")
+    headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in load.headers.items())
+    script = work / "load.lua"
+    # The cap is per thread in wrk's Lua (each thread has its own state).
+    script.write_text(WRK_SCRIPT % {"bodies": bodies, "headers": headers,
+                                    "max_requests": max(1, max_requests // threads)}, encoding="utf-8")
+    command = ["wrk", f"-t{threads}", f"-c{clients}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+               "-s", str(script), load.url]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    r = json.loads(line.removeprefix("RESULT "))
+    return r["requests"], r["duration_us"] / 1e6, r["p50_us"] / 1e3, r["p99_us"] / 1e3, r["status"] + r["socket"]
+
+
+def _python_load(load: Load, clients: int, duration: float, max_requests: int) -> tuple[int, float, float, float, int]:
+    """Threads with one httpx client each; the GIL makes this the bottleneck past a few clients."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    per_client = max(1, max_requests // clients)
+    started = time.perf_counter()
+    deadline = started + duration
+
+    def client(i: int) -> None:
+        headers = load.headers | {"Content-Type": "application/json"}
+        with httpx.Client(headers=headers, timeout=10) as http:
+            for n in range(per_client):
+                if time.perf_counter() >= deadline:
+                    return
+                body = load.bodies[(i * 397 + n) % len(load.bodies)]
+                clock = time.perf_counter()
+                try:
+                    ok = http.post(load.url, content=body).is_success
+                except httpx.HTTPError:
+                    ok = False
+                latencies[i].append(time.perf_counter() - clock)
+                errors[i] += not ok
+
+    workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=duration + 30)
+    seconds = time.perf_counter() - started
+    flat = np.concatenate([np.asarray(x) for x in latencies]) if any(latencies) else np.array([np.nan])
+    p50, p99 = np.percentile(flat, [50, 99]) * 1e3
+    return int(sum(len(x) for x in latencies)), seconds, float(p50), float(p99), int(sum(errors))
+
+
+def measure(name: str, case: str, load: Load, clients_list: Sequence[int], duration: float, max_requests: int,
+            work: Path) -> list[LoadResult]:
+    """A short unreported warm-up, then one run per number of clients."""
+    drive(load, max(clients_list), min(WARMUP_SECONDS, duration), max_requests, work)
+    results = []
+    for clients in clients_list:
+        _say(f"{name} {case}: {clients} clients for {duration:g} s")
+        figures = drive(load, clients, duration, max_requests, work)
+        results.append(LoadResult(name, case, clients, *figures))
+    return results
+
+
+# --- The run -----------------------------------------------------------------------------------
+
+
+def radar_bodies(ids: Sequence[str], case: str) -> list[str]:
+    targets = {"targets": [ONE_TARGET]} if case == "one" else {}
+    return [json.dumps({"person_id": i, **targets, "top_k": TOP_K}) for i in ids]
+
+
+def bench_radar(prepared: Prepared, cases: Sequence[str], clients: Sequence[int], duration: float,
+                max_requests: int, work: Path) -> list[LoadResult]:
+    from serving.auth import create_key
+
+    keys_file = work / "api_keys.txt"
+    key = create_key(keys_file)
+    env = {
+        "RADAR_WORK_DIR": str(prepared.work_dir.resolve()),
+        "RADAR_MLFLOW_TRACKING_URI": prepared.tracking_uri,
+        "RADAR_SERVING__API_KEYS_FILE": str(keys_file),
+        "BENTOML_HOME": str(work / "bentoml"),
+    }
+    results = []
+    with serve("serving.service:Radar", env, work / "radar-server.log") as server:
+        for case in cases:
+            load = Load(f"{server.url}/score", radar_bodies(prepared.ids, case),
+                        {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            results += measure("radar", case, load, clients, duration, max_requests, work)
+    return results
+
+
+def bench_reference(prepared: Prepared, clients: Sequence[int], duration: float, max_requests: int,
+                    work: Path) -> list[LoadResult]:
+    env = {"RADAR_REFERENCE_MODEL": str(prepared.reference_model.resolve()), "BENTOML_HOME": str(work / "bentoml")}
+    bodies = [json.dumps({"features": row}) for row in prepared.rows]
+    with serve("benchmarks.reference_service:Reference", env, work / "reference-server.log") as server:
+        load = Load(f"{server.url}/predict", bodies, {"Content-Type": "application/json"})
+        return measure("reference", "one", load, clients, duration, max_requests, work)
+
+
+@dataclass
+class HttpBench:
+    customers: int
+    prepared: Prepared
+    results: list[LoadResult]
+
+    def reference_rps(self, clients: int) -> float:
+        found = [r.rps for r in self.results if r.server == "reference" and r.clients == clients]
+        return found[0] if found else float("nan")
+
+
+def run(args: argparse.Namespace, command: str) -> tuple[str, HttpBench]:
+    """Run the benchmark; return the Markdown "HTTP" section and the figures."""
+    host = machine()
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    prepared = prepare(args.customers, args.seed, args.snapshots, args.cache_dir)
+    clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
+    cases = [c.strip() for c in str(args.targets).split(",") if c.strip()]
+    with tempfile.TemporaryDirectory(prefix="radar-http-bench-") as tmp:
+        work = Path(tmp)
+        results = bench_radar(prepared, cases, clients, args.duration, args.max_requests, work)
+        results += bench_reference(prepared, clients, args.duration, args.max_requests, work)
+    bench = HttpBench(args.customers, prepared, results)
+    return http_section(bench, host, when, command, args.duration), bench
+
+
+# --- Reporting ---------------------------------------------------------------------------------
+
+
+CASE_NAMES = {
+    ("radar", "one"): f"Radar, {ONE_TARGET}",
+    ("radar", "all"): "Radar, all targets",
+    ("reference", "one"): "reference (booster only)",
+}
+
+
+def http_section(bench: HttpBench, host: Machine, when: str, command: str, duration: float) -> str:
+    """The "HTTP" section of docs/benchmarks.md."""
+    p = bench.prepared
+    tools = sorted({r.tool for r in bench.results})
+    lines = [
+        "## HTTP", "", f"- Machine: {host.describe()}", f"- Date: {when}", f"- Command: `{command}`", "",
+        f"Size: {bench.customers:,}-customer demo world, {p.people:,} people in the feature store, "
+        f"{p.features} features; purchase champion {p.trees} trees. `POST /score` by `person_id` with top-{TOP_K} "
+        f"reasons, ids cycled over {len(p.ids):,} people; {duration:g} s per row over loopback, load from "
+        f"{', '.join(tools)}; server and load generator share the machine. Errors: non-2xx plus socket errors. "
+        "Ratio: requests/s over the reference's at the same clients.",
+        "",
+        "| case | clients | requests | p50 (ms) | p99 (ms) | requests/s | errors | × reference |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in bench.results:
+        ratio = r.rps / bench.reference_rps(r.clients)
+        lines.append(f"| {CASE_NAMES[(r.server, r.case)]} | {r.clients} | {r.requests:,} | {r.p50_ms:.1f} "
+                     f"| {r.p99_ms:.1f} | {r.rps:,.0f} | {r.errors} | {ratio:.2f} |")
+    if "python httpx threads" in tools:
+        lines += ["", "wrk was not installed: the Python load generator is itself the bottleneck "
+                  "(the GIL serialises its clients), so these figures understate the server."]
+    lines += ["", budget_line(bench), ""]
+    return "\n".join(lines)
+
+
+def budget_line(bench: HttpBench) -> str:
+    """The issue's budgets for one target at 8 clients, met or not."""
+    clients = BUDGET["clients"]
+    found = [r for r in bench.results if r.server == "radar" and r.case == "one" and r.clients == clients]
+    if not found:
+        return f"Budgets (one target, {clients} clients): not measured in this run."
+    r = found[0]
+    ratio = r.rps / bench.reference_rps(clients)
+    checks = [
+        f"p50 {r.p50_ms:.1f} ms (≤ {BUDGET['p50_ms']:g}: {'met' if r.p50_ms <= BUDGET['p50_ms'] else 'NOT met'})",
+        f"p99 {r.p99_ms:.1f} ms (≤ {BUDGET['p99_ms']:g}: {'met' if r.p99_ms <= BUDGET['p99_ms'] else 'NOT met'})",
+        f"{r.rps:,.0f} req/s (≥ {BUDGET['rps']:,.0f}: {'met' if r.rps >= BUDGET['rps'] else 'NOT met'})",
+        f"{ratio:.2f}× the reference (≥ {BUDGET['ratio']:g}: {'met' if ratio >= BUDGET['ratio'] else 'NOT met'})",
+    ]
+    return f"Budgets (one target, {clients} clients): " + "; ".join(checks) + "."
+
+
+# --- Command -----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.http_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=20_000, help="people in the demo world")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per case and client count")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--targets", default="one,all", help="one (purchase_probability), all, or one,all")
+    parser.add_argument("--max-requests", type=int, default=500_000, help="cap on requests per run")
+    parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
+    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
+    parser.add_argument("--no-doc", action="store_true", help="print only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    bad = set(str(args.targets).split(",")) - {"one", "all"}
+    if bad:
+        raise SystemExit(f"--targets: one, all or one,all (not {', '.join(sorted(bad))})")
+    command = shlex.join(["python", "-m", "benchmarks.http_bench", *argv])
+    section, _ = run(args, command)
+    print(section)
+    if not args.no_doc:
+        update_doc(args.doc, {"HTTP": section})
+        print(f"written to {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
