@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.http_bench import CASE_NAMES, HttpBench, _parser, run, update_doc
+from benchmarks.http_bench import CASE_NAMES, KEPT_MARKER, HttpBench, _parser, kept_notes, run, update_doc
 
 ARGV = ["--customers", "2000", "--snapshots", "3", "--duration", "3", "--clients", "2", "--max-requests", "20000"]
 
@@ -46,3 +46,11 @@ def test_section_replaces_only_its_own(tmp_path: Path, measured: tuple[str, Http
     update_doc(doc, {"HTTP": measured[0]})
     text = doc.read_text(encoding="utf-8")
     assert text.count("## HTTP") == 1 and "Kept." in text and "Intro." in text
+
+
+def test_hand_written_notes_survive_a_rewrite(tmp_path: Path, measured: tuple[str, HttpBench]) -> None:
+    doc = tmp_path / "benchmarks.md"
+    update_doc(doc, {"HTTP": "## HTTP\n\nold figures\n\n" + KEPT_MARKER + "\n\nprofile notes\n", "Notes": "## Notes\n"})
+    update_doc(doc, {"HTTP": measured[0] + "\n" + kept_notes(doc)})
+    text = doc.read_text(encoding="utf-8")
+    assert "old figures" not in text and "profile notes" in text and "## Notes" in text
