@@ -247,17 +247,6 @@ def test_a_batch_above_the_limit_is_refused(client: httpx.Client) -> None:
     assert response.json()["field"] == "persons"
 
 
-def test_latency_of_one_person_by_id(client: httpx.Client, batch: pd.DataFrame) -> None:
-    person = _people(batch, "purchase_probability", 1)[0]
-    request = {"person_id": person, "targets": ["purchase_probability"], "top_k": 5}
-    timings = []
-    for _ in range(30):
-        started = time.perf_counter()
-        assert client.post("/score", json=request).status_code == 200
-        timings.append(time.perf_counter() - started)
-    print(f"\none person by id, one target, top-5 reasons: p50 {1000 * np.median(timings):.1f} ms")
-
-
 # --- helpers --------------------------------------------------------------------------------
 
 
