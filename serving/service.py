@@ -31,6 +31,10 @@ class ServeArgs(BaseModel):
 # Set before LightGBM is first loaded: OpenMP reads it once. The decorator's `envs` only
 # reaches built bentos, not `bentoml serve` from source.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# MLflow retries an unreachable server for minutes by default; at start-up the service would
+# rather fall back to BentoML's model store quickly (model_source "auto").
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 args = bentoml.use_arguments(ServeArgs)
 _serving = load_settings().serving
 # BentoML APIs are POST; the read-only GET routes live on a small mounted FastAPI app.
