@@ -230,8 +230,11 @@ def _scores(
 
 
 def _stage_names(ordinals: pd.Series) -> pd.Series:
-    names = pd.Series(DEAL_STAGES)
-    return ordinals.map(lambda o: names.get(int(o)) if pd.notna(o) else None).astype(object)
+    """Stage ordinals (the ``open_deal_stage`` feature) back to the stage names a CRM shows."""
+    codes = ordinals.fillna(-1).to_numpy(dtype=np.int64)
+    codes[(codes < 0) | (codes >= len(DEAL_STAGES))] = -1
+    names = pd.Categorical.from_codes(codes, categories=list(DEAL_STAGES))
+    return pd.Series(names, index=ordinals.index).astype(object)
 
 
 # ---------------------------------------------------------------- the lists

@@ -260,6 +260,7 @@ def test_rows_carry_crm_context(lists: dict[str, pd.DataFrame], data: CRMData) -
     assert stalled.loc["s1", "lead_id"] == "L-s1"
     assert stalled.loc["s1", "owner"] == "rep_1" and stalled.loc["s1", "deal_id"] == "D-s1"
     assert stalled.loc["s1", "channel"] == "paid_search" and stalled.loc["s1", "segment"] == "software"
+    assert stalled.loc["s1", "deal_stage"] == "discovery" and pd.isna(stalled.loc["s4", "deal_stage"])
     failed = lists["failed_payments"].set_index("person_id")
     assert failed.loc["f1", "customer_id"] == "C-f1"
     assert set(lists["leads_to_call"]["channel"]) <= {"referral", "paid_search", "social_ads"}
