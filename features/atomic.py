@@ -27,6 +27,9 @@ def atomic_path(destination: Path) -> Iterator[Path]:
     )
     os.close(handle)
     temp = Path(temp_name)
+    # mkstemp makes the file private (0600); outputs are shared like any file written
+    # with open(), so give them ordinary permissions.
+    temp.chmod(0o644)
     try:
         yield temp
         os.replace(temp, destination)

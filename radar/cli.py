@@ -310,6 +310,61 @@ def score(
 
 
 @app.command()
+def lists(
+    data_dir: DataDir,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the lists (CSV each, plus lists.xlsx).")] = Path(
+        "lists"
+    ),
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Day to rank as of (default: day after the data).")] = None,
+    channel: Annotated[Optional[list[str]], typer.Option(help="Keep only these lead channels.")] = None,
+    segment: Annotated[Optional[list[str]], typer.Option(help="Keep only these segments.")] = None,
+    grade: Annotated[Optional[list[str]], typer.Option(help="Keep only these grades (A-D).")] = None,
+    owner: Annotated[Optional[list[str]], typer.Option(help="Keep only these deal owners.")] = None,
+    mapping: MappingOpt = None,
+) -> None:
+    """Ranked action lists for today: leads to call, deals, drifting customers, failed payments, buyers."""
+    import pandas as pd
+
+    from serving.lists import ListFilters, build_lists, write_lists
+    from serving.scoring import load_champions
+    from training.datasets import data_span
+
+    settings = load_settings()
+    data = _load(data_dir, mapping, settings).data
+    moment = pd.Timestamp(_parse_day(as_of)) if as_of else data_span(data)[1]
+    filters = ListFilters(channel=channel or None, segment=segment or None, grade=grade or None, owner=owner or None)
+    with console.status("Ranking..."):
+        ranked = build_lists(data, moment, load_champions(settings), settings, filters=filters)
+    paths = write_lists(ranked, out)
+    for name, frame in ranked.items():
+        console.print(f"  {name:<24} {len(frame):>7,} rows")
+    console.print(f"[green]Lists written to {out}[/] ({len(paths)} files, workbook {out / 'lists.xlsx'})")
+
+
+@app.command()
+def report(
+    data_dir: DataDir,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path("report.html"),
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Report as of this day (default: day after the data).")] = None,
+    mapping: MappingOpt = None,
+) -> None:
+    """One self-contained HTML KPI report: channels, funnel, churn split and model health."""
+    import pandas as pd
+
+    from serving.kpis import compute_kpis
+    from serving.report import collect_model_health, render_report
+
+    settings = load_settings()
+    data = _load(data_dir, mapping, settings).data
+    moment = pd.Timestamp(_parse_day(as_of)) if as_of else None
+    with console.status("Computing KPIs..."):
+        kpis = compute_kpis(data, settings, as_of=moment)
+        health = collect_model_health(tracking_uri=settings.tracking_uri)
+    render_report(kpis, health, out)
+    console.print(f"[green]KPI report written to {out}[/]")
+
+
+@app.command()
 def promote(
     target: Annotated[str, typer.Argument(help="Target or flat-table model name.")],
     version: Annotated[Optional[int], typer.Option(help="Version to make champion (default: the challenger).")] = None,
@@ -350,7 +405,8 @@ def quickstart(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after scoring.")] = False,
 ) -> None:
-    """The main job: demo world → validate → features → train and register → score → serve."""
+    """The main job: demo world → validate → features → train and register → score → lists and
+    report → serve."""
     import pandas as pd
 
     from radar.demo import DEFAULT_END
@@ -366,7 +422,12 @@ def quickstart(
     scores_file = folder / "scores.csv"
     score(data_dir=validated, as_of=as_of, out=scores_file, table=None, model=None, id_column=None,
           alias="champion", top_k=5, mapping=None)
-    console.print(f"[bold green]Quickstart done.[/] Outputs in {folder}; MLflow store: {load_settings().tracking_uri}")
+    lists(validated, out=folder / "lists", as_of=as_of, channel=None, segment=None, grade=None, owner=None, mapping=None)
+    report(validated, out=folder / "report.html", as_of=as_of, mapping=None)
+    console.print(
+        f"[bold green]Quickstart done.[/] Scores {scores_file}, action lists {folder / 'lists'}, "
+        f"KPI report {folder / 'report.html'}; MLflow store: {load_settings().tracking_uri}"
+    )
     if no_serve:
         return
     _print_first_call(folder, scores_file)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -88,6 +89,22 @@ class ScoringConfig(BaseModel):
     grade_c_min_percentile: float = Field(40.0, ge=0, le=100)
 
 
+class ListSettings(BaseModel):
+    """Thresholds and windows of the marketers' action lists."""
+
+    closing_soon_days: Literal[30, 60, 90] = 30
+    closing_soon_min_probability: float = Field(0.2, ge=0, le=1)
+    stalled_after_days: int = Field(30, ge=1)
+    customer_lifetime_years: float = Field(2.0, gt=0)
+    service_trigger_days: int = Field(30, ge=1)
+    failed_payment_days: int = Field(30, ge=1)
+    likely_buyer_days: int = Field(30, ge=1)
+    likely_buyer_min_probability: float = Field(0.2, ge=0, le=1)
+    category_lookback_days: int = Field(365, ge=1)
+    # Lead attributes shown as segment columns; ``segment`` is the first one a person has.
+    segment_columns: tuple[str, ...] = ("segment", "industry", "company_size")
+
+
 class ServingConfig(BaseModel):
     """The scoring HTTP server."""
 
@@ -111,6 +128,7 @@ class Settings(BaseSettings):
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
+    lists: ListSettings = ListSettings()
     serving: ServingConfig = ServingConfig()
 
     @property

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, field_validator
 from features.atomic import atomic_path, write_csv
 from features.contract import DEAL_STAGES, CRMData
 from features.pipeline import OPEN_DEAL_ID, build_features
-from radar.config import Settings
+from radar.config import ListSettings, Settings
 from serving.scoring import Champion, eligible, score_target
 from training.labels import paid_orders
 
@@ -60,22 +60,6 @@ CONTEXT_COLUMNS: tuple[str, ...] = ("person_id", "lead_id", "customer_id", "chan
 JUDGEMENT_COLUMNS: tuple[str, ...] = ("probability", "grade", "expected_value", "reasons_text")
 
 
-class ListSettings(BaseModel):
-    """Thresholds and windows of the action lists (proposed as ``Settings.lists``)."""
-
-    closing_soon_days: Literal[30, 60, 90] = 30
-    closing_soon_min_probability: float = Field(0.2, ge=0, le=1)
-    stalled_after_days: int = Field(30, ge=1)
-    customer_lifetime_years: float = Field(2.0, gt=0)
-    service_trigger_days: int = Field(30, ge=1)
-    failed_payment_days: int = Field(30, ge=1)
-    likely_buyer_days: int = Field(30, ge=1)
-    likely_buyer_min_probability: float = Field(0.2, ge=0, le=1)
-    category_lookback_days: int = Field(365, ge=1)
-    # Lead attributes shown as segment columns; ``segment`` is the first one a person has.
-    segment_columns: tuple[str, ...] = ("segment", "industry", "company_size")
-
-
 class ListFilters(BaseModel):
     """Keep only rows whose column takes one of the given values (None: no filter)."""
 
@@ -89,14 +73,6 @@ class ListFilters(BaseModel):
     def _one_or_many(cls, value: object) -> object:
         # A single value on the command line or in code reads as a one-value filter.
         return (value,) if isinstance(value, str) else value
-
-
-def list_settings(settings: Settings) -> ListSettings:
-    """``settings.lists`` once the configuration has it, else the defaults."""
-    configured = getattr(settings, "lists", None)
-    if configured is None:
-        return ListSettings()
-    return ListSettings.model_validate(configured.model_dump() if isinstance(configured, BaseModel) else configured)
 
 
 # ---------------------------------------------------------------- facts from the tables
@@ -398,7 +374,7 @@ def build_lists(
     """The seven action lists at ``as_of`` (see the module doc), each ranked by expected
     value, highest first, with ``rank`` 1, 2, … and the top ``top_k`` reasons."""
     as_of = pd.Timestamp(as_of)
-    config = config or list_settings(settings)
+    config = config or settings.lists
     filters = filters or ListFilters()
     features = build_features(data, as_of, settings.features)
     context = person_context(data, features, as_of, config)

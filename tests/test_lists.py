@@ -17,12 +17,11 @@ import pytest
 
 from features.contract import CRMData
 from features.pipeline import build_features, feature_columns
-from radar.config import ModelConfig, Settings
+from radar.config import ListSettings, ModelConfig, Settings
 from serving.lists import (
     LIST_NAMES,
     WORKBOOK_NAME,
     ListFilters,
-    ListSettings,
     build_lists,
     next_categories,
     write_lists,
