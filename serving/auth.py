@@ -23,8 +23,10 @@ from radar.config import Settings, load_settings
 ENV_VAR = "RADAR_API_KEYS"
 KEY_PREFIX = "rdr_"
 #: Paths served without a key: probes, metrics and the OpenAPI page with its assets.
-OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json"})
-OPEN_PREFIXES = ("/static_content/", "/assets/")
+#: The marketers' page under /ui is static HTML/JS/CSS: it asks for the key and sends it with
+#: every data call, so its files carry no data and may be public.
+OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/ui"})
+OPEN_PREFIXES = ("/static_content/", "/assets/", "/ui/")
 
 logger = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]

@@ -15,8 +15,10 @@ import bentoml
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
+from starlette.staticfiles import StaticFiles
 
 from radar.config import load_settings
+from serving import ui_api
 from serving.app import ApiError, ScoringApp, build_app
 from serving.auth import ApiKeyMiddleware
 from serving.schemas import BatchRequest, BatchResponse, ModelsResponse, PersonScores, ScoreRequest
@@ -39,6 +41,8 @@ args = bentoml.use_arguments(ServeArgs)
 _serving = load_settings().serving
 # BentoML APIs are POST; the read-only GET routes live on a small mounted FastAPI app.
 web = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+# The marketers' page: static files only (public); its data comes from the keyed GET routes.
+web.mount("/ui", StaticFiles(directory=ui_api.UI_DIR, html=True), name="ui")
 
 
 @bentoml.service(
@@ -55,11 +59,16 @@ class Radar:
         # Loading runs beside the server, so /livez answers at once and /readyz says 503
         # until every champion is in memory.
         self.app: ScoringApp | None = None
+        self.views: ui_api.UiViews | None = None
         threading.Thread(target=self._load, name="radar-load", daemon=True).start()
 
     def _load(self) -> None:
         try:
-            self.app = build_app(load_settings(), args.model_source)
+            settings = load_settings()
+            app = build_app(settings, args.model_source)
+            # Before `app` is set, so /readyz waits for the CRM tables the lists read too.
+            self.views = ui_api.load_views(settings, app.models.champions)
+            self.app = app
         except Exception:  # logged: /readyz stays 503 and says nothing more to the world
             logger.exception("loading the champions failed")
 
@@ -88,6 +97,18 @@ class Radar:
     def models(self) -> ModelsResponse:
         """Each target's champion: name, version, training date, test metrics, features."""
         return self._answer(lambda app: app.model_list())  # type: ignore[return-value]
+
+    @web.get("/lists")
+    def lists(self, name: str | None = None, channel: str | None = None, grade: str | None = None,
+              owner: str | None = None, segment: str | None = None) -> dict:
+        """One action list's rows (no name: every list's size), filtered like `radar lists`."""
+        filters = ui_api.parse_filters({"channel": channel, "grade": grade, "owner": owner, "segment": segment})
+        return self._answer(lambda app: ui_api.list_answer(self.views, name, filters))  # type: ignore
+
+    @web.get("/kpis")
+    def kpis(self) -> dict:
+        """The KPI tables the report charts, as JSON."""
+        return self._answer(lambda app: ui_api.kpi_answer(self.views))  # type: ignore
 
 
 Radar.add_asgi_middleware(ApiKeyMiddleware)
