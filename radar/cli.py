@@ -431,6 +431,9 @@ def quickstart(
     if no_serve:
         return
     _print_first_call(folder, scores_file)
+    # The server reads the validated folder for the web page's lists and KPIs.
+    os.environ["RADAR_DATA_DIR"] = str(validated.resolve())
+    console.print(f"The marketers' page: http://{load_settings().serving.host}:{load_settings().serving.port}/ui/")
     serve(host=None, port=None, from_store=False)
 
 

@@ -123,6 +123,8 @@ class Settings(BaseSettings):
     )
 
     work_dir: Path = Path(".radar")
+    # The validated CRM folder the scoring server reads for the web page's lists and KPIs.
+    data_dir: Path | None = None
     mlflow_tracking_uri: str | None = None
     identity: IdentityConfig = IdentityConfig()
     features: FeatureConfig = FeatureConfig()

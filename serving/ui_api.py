@@ -10,7 +10,6 @@ server loads the validated folder named by ``RADAR_DATA_DIR`` once at start (the
 from __future__ import annotations
 
 import math
-import os
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -55,19 +54,17 @@ class UiViews:
         return self.data, self.as_of
 
 
-def load_views(settings: Settings, champions: dict[str, Champion], environ: dict[str, str] | None = None) -> UiViews:
-    """Read the validated folder named by ``RADAR_DATA_DIR``; a missing or bad folder is
-    kept as the reason /lists and /kpis give, not raised: scoring must still start."""
-    from features.ingest import read_validated
+def load_views(settings: Settings, champions: dict[str, Champion]) -> UiViews:
+    """Read the validated folder of ``settings.data_dir`` (``RADAR_DATA_DIR``); a missing or
+    bad folder is kept as the reason /lists and /kpis give, not raised: scoring must still start."""
     from features.errors import RadarInputError
+    from features.ingest import read_validated
 
-    env = os.environ if environ is None else environ
-    folder = env.get(DATA_DIR_ENV, "").strip()
-    if not folder:
+    if settings.data_dir is None:
         return UiViews(settings, champions, None, None, f"{DATA_DIR_ENV} is not set: lists and KPIs need the "
                                                         "validated CRM folder (`radar validate DIR`)")
     try:
-        data = read_validated(Path(folder)).data
+        data = read_validated(settings.data_dir).data
     except RadarInputError as err:
         return UiViews(settings, champions, None, None, f"{DATA_DIR_ENV} is not a readable validated folder: {err}")
     return UiViews(settings, champions, data, views_day(settings, data))

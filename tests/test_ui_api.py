@@ -57,7 +57,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> UiWorld:
 
 @pytest.fixture(scope="module")
 def views(world: UiWorld) -> ui_api.UiViews:
-    return ui_api.load_views(world.settings, load_champions(world.settings), {ui_api.DATA_DIR_ENV: str(world.validated)})
+    settings = world.settings.model_copy(update={"data_dir": world.validated})
+    return ui_api.load_views(settings, load_champions(settings))
 
 
 def _build_lists(views: ui_api.UiViews, **filters: str) -> dict[str, pd.DataFrame]:
@@ -124,11 +125,12 @@ def test_kpis_answer_the_report_tables(views: ui_api.UiViews) -> None:
 
 
 def test_without_a_data_folder_lists_say_what_to_set(world: UiWorld) -> None:
-    empty = ui_api.load_views(world.settings, {}, {})
+    empty = ui_api.load_views(world.settings.model_copy(update={"data_dir": None}), {})
     with pytest.raises(ApiError) as caught:
         ui_api.list_answer(empty, "leads_to_call", {})
     assert caught.value.status == 503 and ui_api.DATA_DIR_ENV in caught.value.error
-    broken = ui_api.load_views(world.settings, {}, {ui_api.DATA_DIR_ENV: str(world.validated.parent / "nowhere")})
+    nowhere = world.settings.model_copy(update={"data_dir": world.validated.parent / "nowhere"})
+    broken = ui_api.load_views(nowhere, {})
     assert broken.data is None and ui_api.DATA_DIR_ENV in broken.problem
 
 
