@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")  # training runs headless (CI, schedulers)
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    """A figure outside pyplot: it needs no display backend (training runs headless in CI
+    and schedulers) and leaves the caller's backend, e.g. a notebook's, alone."""
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
 
 
 def roc_plot(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figure:
     """ROC curves of the model and its baselines on the test snapshot."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure(5, 5)
     for name, prob in scores.items():
         fpr, tpr, _ = roc_curve(y, prob)
         ax.plot(fpr, tpr, label=name)
@@ -31,7 +35,7 @@ def reliability_plot(y: np.ndarray, prob: np.ndarray, title: str, n_bins: int = 
     bins = [b for b in np.array_split(order, n_bins) if len(b)]
     predicted = [prob[b].mean() for b in bins]
     observed = [np.asarray(y)[b].mean() for b in bins]
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure(5, 5)
     top = max(max(predicted), max(observed), 1e-3) * 1.05
     ax.plot([0, top], [0, top], color="grey", linestyle=":")
     ax.plot(predicted, observed, marker="o")
@@ -41,7 +45,7 @@ def reliability_plot(y: np.ndarray, prob: np.ndarray, title: str, n_bins: int = 
 
 def gain_plot(y: np.ndarray, scores: dict[str, np.ndarray], title: str) -> Figure:
     """Cumulative gain: share of all positives found when working down the ranked list."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _figure(5, 5)
     y = np.asarray(y, dtype=float)
     total = max(y.sum(), 1.0)
     for name, prob in scores.items():
@@ -69,6 +73,7 @@ def shap_summary_plot(contributions: np.ndarray, X: pd.DataFrame, title: str, to
 
 
 def close_all(figures: dict[str, Figure]) -> None:
-    """Free figure memory once logged."""
+    """Free figure memory once logged (the SHAP plot is drawn through pyplot, which keeps
+    its figures until closed)."""
     for fig in figures.values():
         plt.close(fig)
