@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -54,28 +55,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(trained: tuple[Settings, CRMData, pd.Timestamp]) -> Iterator[dict]:
-    settings = trained[0]
+@contextmanager
+def running_server(settings: Settings, key: str, log_name: str, **extra_env: str) -> Iterator[tuple[str, list[int]]]:
+    """`bentoml serve serving.service:Radar` on a free loopback port, ready, then stopped.
+
+    Yields the base URL and the /readyz statuses seen while it started."""
     port = _free_port()
     env = os.environ | {
         "RADAR_WORK_DIR": str(settings.work_dir),
         "RADAR_MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "RADAR_API_KEYS": KEY,
+        "RADAR_API_KEYS": key,
         "BENTOML_HOME": str(Path(settings.work_dir) / "bentoml"),
+        **extra_env,
     }
     command = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Radar", "--host", "127.0.0.1",
                "--port", str(port)]
-    log = open(Path(settings.work_dir) / "server.log", "wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    statuses = _wait_ready(url, process)
-    try:
-        yield {"url": url, "statuses": statuses, "log": Path(log.name)}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+    with open(Path(settings.work_dir) / log_name, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            yield url, _wait_ready(url, process)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(trained: tuple[Settings, CRMData, pd.Timestamp]) -> Iterator[dict]:
+    settings = trained[0]
+    with running_server(settings, KEY, "server.log") as (url, statuses):
+        yield {"url": url, "statuses": statuses, "log": Path(settings.work_dir) / "server.log"}
 
 
 def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 90) -> list[int]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from test_service_http import _free_port, _wait_ready
+from test_service_http import running_server
 from test_ui_api import UiWorld, ui_world
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,27 +40,8 @@ def _require_chromium() -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _require_chromium()
     world: UiWorld = ui_world(tmp_path_factory)
-    settings = world.settings
-    port = _free_port()
-    env = os.environ | {
-        "RADAR_WORK_DIR": str(settings.work_dir),
-        "RADAR_MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "RADAR_API_KEYS": KEY,
-        "RADAR_DATA_DIR": str(world.validated),
-        "BENTOML_HOME": str(Path(settings.work_dir) / "bentoml"),
-    }
-    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Radar", "--host", "127.0.0.1",
-               "--port", str(port)]
-    log = open(Path(settings.work_dir) / "ui-server.log", "wb")
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
+    with running_server(world.settings, KEY, "ui-server.log", RADAR_DATA_DIR=str(world.validated)) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")
