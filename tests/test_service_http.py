@@ -7,13 +7,7 @@ materialised into the online store, and one server serves the whole module.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,62 +16,13 @@ import pandas as pd
 import pytest
 
 from features.contract import CRMData
-from features.ingest import load_crm
 from radar.config import Settings
-from radar.demo import generate_world
-from serving.feature_store import FeatureStore, default_store_path, materialize
 from serving.scoring import load_champions, score_people
-from training.datasets import data_span
-from training.pipeline import train_all
+from servers import running_server
 
 KEY = "test-key-123"
-ROOT = Path(__file__).resolve().parents[1]
 COMPARED = ("probability", "score", "percentile", "grade", "expected_value", "p_won_30d", "p_won_60d",
             "p_won_90d", "median_days_to_win", "deal_id", "model_version")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, CRMData, pd.Timestamp]:
-    world = tmp_path_factory.mktemp("world") / "crm"
-    generate_world(n_customers=3000, seed=11, out_dir=world)
-    work = tmp_path_factory.mktemp("radar")
-    settings = Settings(work_dir=work, mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
-    train_all(world, settings)
-    data = load_crm(world, settings=settings).data
-    as_of = data_span(data)[1].normalize()
-    materialize(data, as_of, settings, FeatureStore(default_store_path(settings)))
-    return settings, data, as_of
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_server(settings: Settings, key: str, log_name: str, **extra_env: str) -> Iterator[tuple[str, list[int]]]:
-    """`bentoml serve serving.service:Radar` on a free loopback port, ready, then stopped.
-
-    Yields the base URL and the /readyz statuses seen while it started."""
-    port = _free_port()
-    env = os.environ | {
-        "RADAR_WORK_DIR": str(settings.work_dir),
-        "RADAR_MLFLOW_TRACKING_URI": settings.tracking_uri,
-        "RADAR_API_KEYS": key,
-        "BENTOML_HOME": str(Path(settings.work_dir) / "bentoml"),
-        **extra_env,
-    }
-    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Radar", "--host", "127.0.0.1",
-               "--port", str(port)]
-    with open(Path(settings.work_dir) / log_name, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            yield url, _wait_ready(url, process)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -85,25 +30,6 @@ def server(trained: tuple[Settings, CRMData, pd.Timestamp]) -> Iterator[dict]:
     settings = trained[0]
     with running_server(settings, KEY, "server.log") as (url, statuses):
         yield {"url": url, "statuses": statuses, "log": Path(settings.work_dir) / "server.log"}
-
-
-def _wait_ready(url: str, process: subprocess.Popen, timeout: float = 90) -> list[int]:
-    """Poll /readyz until 200; returns the statuses seen (503 while models load)."""
-    seen: list[int] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "server exited"
-        try:
-            status = httpx.get(f"{url}/readyz", timeout=2).status_code
-        except httpx.TransportError:
-            time.sleep(0.05)
-            continue
-        if not seen or seen[-1] != status:
-            seen.append(status)
-        if status == 200:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"server not ready after {timeout} s: {seen}")
 
 
 @pytest.fixture(scope="module")

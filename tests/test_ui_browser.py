@@ -1,6 +1,6 @@
 """The marketers' page in a real headless Chromium against the real server.
 
-Debian's ``chromium`` is driven through Playwright (``scripts/ensure-chromium`` installs it;
+Debian's ``chromium`` is driven through Playwright (``scripts/ensure-system-packages`` installs it;
 Playwright's own browser download is not used). Without chromium the test is skipped on a
 laptop but fails in CI (``CI`` set): a browser test that silently skips tests nothing.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_service_http import running_server
+from servers import running_server
 from test_ui_api import UiWorld, ui_world
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,7 +30,7 @@ TIMEOUT_MS = 60_000
 def _require_chromium() -> None:
     if CHROMIUM.is_file():
         return
-    message = f"{CHROMIUM} is missing: run `sh scripts/ensure-chromium` (as root) before the tests"
+    message = f"{CHROMIUM} is missing: run `sh scripts/ensure-system-packages` (as root) before the tests"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
