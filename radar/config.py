@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +31,9 @@ class IdentityConfig(BaseModel):
     # key (a switchboard, info@...): linking through it would merge strangers.
     max_ids_per_key: int = Field(5, ge=1)
     default_phone_region: str = "GB"
+    # Key for the mapping's ``hash_columns`` (HMAC-SHA256 of the normalised value). Set it
+    # from the environment (RADAR_IDENTITY__HASH_SECRET), never in a file; it is not printed.
+    hash_secret: SecretStr | None = None
 
 
 class FeatureConfig(BaseModel):
@@ -113,6 +116,13 @@ class ServingConfig(BaseModel):
     max_batch_size: int = 1000
     api_keys_file: Path = Path(".radar/api_keys.txt")
     default_top_k: int = 5
+    # Token bucket per API key (keyed by the key's hash), per worker process: a CRM sync or
+    # a page never comes near 50 calls a second, a runaway loop does. 0 turns it off.
+    rate_limit_per_second: float = Field(50.0, ge=0)
+    rate_limit_burst: int = Field(100, ge=1)
+    # Largest request body: 8 MiB holds a full batch by id many times over and a batch of
+    # histories of ordinary size; a bigger body is refused with 413 before it is read. 0: off.
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=0)
 
 
 class Settings(BaseSettings):

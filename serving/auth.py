@@ -27,6 +27,8 @@ KEY_PREFIX = "rdr_"
 #: every data call, so its files carry no data and may be public.
 OPEN_PATHS = frozenset({"/", "/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/ui"})
 OPEN_PREFIXES = ("/static_content/", "/assets/", "/ui/")
+#: Scope entry where the gate leaves the accepted key's digest (the rate limit's bucket key).
+KEY_HASH_SCOPE = "radar.key_hash"
 
 logger = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -57,7 +59,11 @@ def configured_key_hashes(settings: Settings, environ: MutableMapping[str, str] 
 def key_is_valid(presented: str, hashes: Iterable[str]) -> bool:
     """Whether the key is one of the accepted ones. Every digest is compared, in constant
     time, so the answer's timing tells neither how much matched nor which key it was."""
-    digest = hash_key(presented)
+    return digest_is_accepted(hash_key(presented), hashes)
+
+
+def digest_is_accepted(digest: str, hashes: Iterable[str]) -> bool:
+    """:func:`key_is_valid` for a key already hashed."""
     found = False
     for stored in hashes:
         found |= hmac.compare_digest(digest, stored)
@@ -116,7 +122,9 @@ class ApiKeyMiddleware:
             return
         key = presented_key(scope.get("headers", []))
         accepted = self._accepted()
-        if key is not None and key_is_valid(key, accepted):
+        digest = hash_key(key) if key is not None else None
+        if digest is not None and digest_is_accepted(digest, accepted):
+            scope[KEY_HASH_SCOPE] = digest
             await self.app(scope, receive, send)
             return
         await _unauthorized(send, "no API key configured on the server" if not accepted else
@@ -126,6 +134,7 @@ class ApiKeyMiddleware:
 async def _unauthorized(send: Send, reason: str) -> None:
     body = json.dumps({
         "error": reason,
+        "field": None,
         "detail": "send the key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
     }).encode("utf-8")
     await send({

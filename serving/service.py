@@ -21,6 +21,7 @@ from radar.config import load_settings
 from serving import ui_api
 from serving.app import ApiError, ScoringApp, build_app
 from serving.auth import ApiKeyMiddleware
+from serving.limits import LimitsMiddleware
 from serving.schemas import BatchRequest, BatchResponse, ModelsResponse, PersonScores, ScoreRequest
 
 logger = logging.getLogger(__name__)
@@ -112,3 +113,4 @@ class Radar:
 
 
 Radar.add_asgi_middleware(ApiKeyMiddleware)
+Radar.add_asgi_middleware(LimitsMiddleware)  # inside the key check: buckets only for accepted keys
