@@ -21,7 +21,7 @@ from features.errors import RadarInputError
 from features.identity import PERSON_TABLES, IdentityReport, unify
 from features.io import READABLE_SUFFIXES, RawTable, is_readable, read_table
 from features.mapping import Mapping, load_mapping
-from features.privacy import pseudonymise
+from features.privacy import hash_form, pseudonymise
 from features.validation import (
     REJECT_COLUMNS,
     TEXT_OUTPUT_DTYPE,
@@ -35,6 +35,7 @@ from radar.config import Settings, load_settings
 #: Called as work progresses: a message and the fraction done (None when unknown).
 Progress = Callable[[str, "float | None"], None]
 MARKER_FILE = "radar-validated.json"
+HASH_SECRET_ENV = "RADAR_IDENTITY__HASH_SECRET"
 FORMAT_VERSION = 1
 TOP_REASONS = 5
 
@@ -156,16 +157,31 @@ def _read_all(files: dict[str, list[Path]], mapping: Mapping, progress: Progress
     return raws
 
 
-def _hash_columns(tables: dict[str, pd.DataFrame], mapping: Mapping) -> dict[str, pd.DataFrame]:
-    """Replace the mapping's personal columns by salted hashes (after linking, which needs them)."""
+def _hash_secret(mapping: Mapping, settings: Settings, where: Path) -> str | None:
+    """The key for ``hash_columns``: from the settings (env ``RADAR_IDENTITY__HASH_SECRET``)."""
     if not mapping.hash_columns:
+        return None
+    secret = settings.identity.hash_secret
+    if secret is None or not secret.get_secret_value():
+        raise RadarInputError(
+            f"the mapping hashes {', '.join(mapping.hash_columns)} but no key is set: put a long random "
+            f"secret in the environment variable {HASH_SECRET_ENV} (keep it stable, or hashes change)",
+            where,
+        )
+    return secret.get_secret_value()
+
+
+def _hash_columns(tables: dict[str, pd.DataFrame], mapping: Mapping, secret: str | None) -> dict[str, pd.DataFrame]:
+    """Replace the mapping's personal columns by keyed hashes of their normalised values
+    (after linking, which needs the real values)."""
+    if not mapping.hash_columns or secret is None:
         return tables
     out = {}
     for name, frame in tables.items():
         targets = [c for c in mapping.hash_columns if c in frame.columns]
         for column in targets:
             codes, uniques = pd.factorize(frame[column].astype(object), use_na_sentinel=True)
-            hashed = pd.Series([pseudonymise(str(u), mapping.hash_salt) for u in uniques], dtype=object)
+            hashed = pd.Series([pseudonymise(hash_form(u), secret) for u in uniques], dtype=object)
             values = hashed.reindex(codes).to_numpy()
             frame = frame.assign(**{column: text_output(pd.Series(values, index=frame.index))})
         out[name] = frame
@@ -211,6 +227,7 @@ def load_crm(
         raise RadarInputError("no such file or folder", path)
     settings = settings or load_settings()
     mapping = load_mapping(mapping_path)
+    secret = _hash_secret(mapping, settings, mapping_path or path)
     files = discover(path, mapping) if path.is_dir() else _single_file(path, mapping)
     base = path if path.is_dir() else path.parent
     raws = _read_all(files, mapping, progress)
@@ -220,7 +237,7 @@ def load_crm(
     tables = {name: table.data for name, table in validated.items()}
     region = mapping.default_phone_region or settings.identity.default_phone_region
     tables, identity = unify(tables, settings.identity, region)
-    tables = _hash_columns(_to_text(tables), mapping)
+    tables = _hash_columns(_to_text(tables), mapping, secret)
     parts = [t.rejects for t in validated.values() if not t.rejects.empty]
     rejects = pd.concat(parts, ignore_index=True) if parts else empty_rejects()
     report = IngestReport(

@@ -80,11 +80,12 @@ class Mapping(BaseModel):
     #: Formats tried for every table's dates (after the table's own).
     date_formats: list[str] = Field(default_factory=list)
     dayfirst: bool = False
-    #: Personal columns (contract or attribute names) replaced by a salted hash at ingest,
-    #: after identities are linked, so nothing readable leaves the loader.
+    #: Personal columns (contract or attribute names) replaced by a keyed hash at ingest,
+    #: after identities are linked, so nothing readable leaves the loader. The key comes from
+    #: the environment (``RADAR_IDENTITY__HASH_SECRET``), never from this file.
     hash_columns: list[str] = Field(default_factory=list)
-    #: Salt for hashing; keep it secret and stable, or hashes stop matching across runs.
-    hash_salt: str = "radar"
+    #: No longer read: a secret in a mapping file ends up in version control and backups.
+    hash_salt: str | None = None
     tables: dict[TableName, TableMapping] = Field(default_factory=dict)
 
     @field_validator("default_phone_region")
@@ -95,6 +96,14 @@ class Mapping(BaseModel):
         if not re.fullmatch(r"[A-Za-z]{2}", value.strip()):
             raise ValueError("default_phone_region must be a two-letter region code such as GB")
         return value.strip().upper()
+
+    @field_validator("hash_salt")
+    @classmethod
+    def _no_secret_here(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError("the hashing key no longer goes in the mapping file: "
+                             "set it in the environment variable RADAR_IDENTITY__HASH_SECRET instead")
+        return None
 
     @field_validator("tables")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 PERSONAL_COLUMNS: tuple[str, ...] = ("email", "phone", "name", "first_name", "last_name")
 
@@ -22,6 +23,15 @@ def mask(value: object) -> str:
     return f"{text[:3]}***#{digest}"
 
 
-def pseudonymise(value: str, salt: str) -> str:
-    """A salted one-way hash of a personal value, for hashing columns at ingest."""
-    return hashlib.sha256(f"{salt}:{value}".encode("utf-8")).hexdigest()[:16]
+def pseudonymise(value: str, secret: str) -> str:
+    """A keyed one-way hash (HMAC-SHA256, 64 bits shown) of a personal value, for hashing
+    columns at ingest. Without the secret, nobody can tell which e-mail a hash stands for by
+    hashing a list of e-mails; with the same secret, the same value always gives the same hash."""
+    return hmac.new(secret.encode("utf-8"), value.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def hash_form(value: object) -> str:
+    """The form a value is hashed in: trimmed and case-folded, so ``" Ana@Shop.com"`` and
+    ``"ana@shop.com"`` hash alike. E-mails and phones arrive already normalised by identity
+    linking (lower case, E.164); this folds what is left (names, invalid values)."""
+    return str(value).strip().casefold()

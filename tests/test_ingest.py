@@ -14,7 +14,7 @@ from features.errors import RadarInputError
 from features.ingest import MARKER_FILE, load_crm, report_tables, write_validated
 from features.io import read_table
 from features.mapping import load_mapping
-from radar.config import Settings
+from radar.config import IdentityConfig, Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -219,7 +219,7 @@ def test_glob_stacks_files_and_hashes_columns(tmp_path: Path) -> None:
         "hash_columns: [first_name]\ntables:\n  orders:\n    file: 'orders_*.csv'\n    columns: {cust: customer_id}\n",
         encoding="utf-8",
     )
-    result = load_crm(tmp_path, mapping, settings=Settings())
+    result = load_crm(tmp_path, mapping, settings=Settings(identity=IdentityConfig(hash_secret="k")))
     assert result.report.tables["orders"].read == 3
     assert result.report.tables["orders"].dropped_columns == ["first_name"]
     duplicate = result.rejects.iloc[0]
@@ -233,8 +233,8 @@ def test_hash_columns_on_lead_attributes(tmp_path: Path) -> None:
         "lead_id,created_at,first_name,employees\nL1,2024-01-01,Ann,12\nL2,2024-01-02,Ann,\n", encoding="utf-8"
     )
     mapping = tmp_path / "m.yaml"
-    mapping.write_text("hash_columns: [first_name]\nhash_salt: s\n", encoding="utf-8")
-    leads = load_crm(tmp_path, mapping, settings=Settings()).data.leads
+    mapping.write_text("hash_columns: [first_name]\n", encoding="utf-8")
+    leads = load_crm(tmp_path, mapping, settings=Settings(identity=IdentityConfig(hash_secret="s"))).data.leads
     assert leads["first_name"].nunique() == 1 and "Ann" not in leads["first_name"].tolist()
     assert leads["employees"].dtype == np.dtype("float64")
 
