@@ -328,7 +328,9 @@ def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
     """
     present = [n for n in PERSON_TABLES if n in tables]
     if not present or sum(len(tables[n]) for n in present) == 0:
-        return dict(tables), IdentityReport()
+        # Header-only files: still the contract's shape, person_id included.
+        empty = {n: tables[n].assign(person_id=pd.Series(dtype=object, index=tables[n].index)) for n in present}
+        return dict(tables) | empty, IdentityReport()
     region = (default_region or config.default_phone_region).upper()
     records, normalised, invalid_phones, invalid_emails = _stack(tables, region)
     person, report = link(records, config)

@@ -52,6 +52,8 @@ class TableReport:
     top_reasons: list[tuple[str, int]] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)
     attribute_columns: list[str] = field(default_factory=list)
+    #: Accepted rows worth a look, in words (e.g. orders dated before their person's lead).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -243,7 +245,7 @@ def load_crm(
     report = IngestReport(
         source=str(path),
         mapping=str(mapping_path) if mapping_path else None,
-        tables={name: _table_report(t) for name, t in validated.items()},
+        tables=_table_reports(validated, tables),
         identity=identity if any(n in tables for n in PERSON_TABLES) else None,
         seconds=time.perf_counter() - started,
     )
@@ -254,6 +256,36 @@ def load_crm(
         report=report,
         origins={name: t.origins for name, t in validated.items()},
     )
+
+
+def _table_reports(validated: dict[str, ValidatedTable], tables: dict[str, pd.DataFrame]) -> dict[str, TableReport]:
+    reports = {name: _table_report(t) for name, t in validated.items()}
+    if "orders" in reports:
+        reports["orders"].warnings += orders_before_first_lead(tables, validated["orders"].origins)
+    return reports
+
+
+def orders_before_first_lead(tables: dict[str, pd.DataFrame], origins: pd.DataFrame) -> list[str]:
+    """A warning when orders are dated (by day) before their person's first lead was created.
+
+    Radar keeps such orders: a person exists from their first record in any table, so an
+    order before the lead is a purchase by someone who became a lead later (a lead record
+    made for an existing customer, shop orders imported into a newer CRM). That lead is a
+    lead of a customer, which lead scoring leaves out. The warning names a few rows, as the
+    dates may instead be wrong (day and month swapped, a default date).
+    """
+    orders, leads = tables.get("orders"), tables.get("leads")
+    if orders is None or leads is None or orders.empty or leads.empty:
+        return []
+    first_lead = leads.groupby("person_id")["created_at"].min().dt.normalize()
+    since = orders["person_id"].map(first_lead)
+    early = (orders["timestamp"].dt.normalize() < since).fillna(False).to_numpy(dtype=bool)
+    if not early.any():
+        return []
+    where = origins[early].head(3)
+    rows = ", ".join(f"{f} row {n}" for f, n in zip(where["source_file"], where["row_number"]))
+    return [f"{int(early.sum()):,} order(s) dated before their person's first lead was created "
+            f"(kept: the person existed from their first record), e.g. {rows}"]
 
 
 def _to_text(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -342,6 +374,14 @@ def report_tables(report: IngestReport) -> list:
             reasons.add_row(t.table, label, f"{n:,}")
     if reasons.row_count:
         out.append(reasons)
+    notes = Table(title="Warnings (rows kept)", title_justify="left")
+    notes.add_column("table")
+    notes.add_column("warning")
+    for t in report.tables.values():
+        for warning in t.warnings:
+            notes.add_row(t.table, warning)
+    if notes.row_count:
+        out.append(notes)
     if report.identity is not None:
         out.append(_identity_table(report.identity))
     return out

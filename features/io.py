@@ -14,6 +14,7 @@ import gzip
 import io
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,20 @@ DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 # and latin-1 itself decodes any byte, so it is the last resort.
 FALLBACK_ENCODINGS: tuple[str, ...] = ("utf-8", "cp1252", "latin-1")
 _SNIFF_BYTES = 64 * 1024
+# A cell may hold a pasted document; the csv module's default limit (128 KiB) would refuse
+# the whole file for it. Validation rejects such a row with its reason instead.
+_FIELD_SIZE_LIMIT = 2**31 - 1
+UNCLOSED_QUOTE = "a quoted cell is never closed (the file ends inside it: cut short, or a stray quote)"
+_DAMAGED_GZIP = "the compressed file is cut short or damaged (gzip): copy or export it again"
+# Files that are not text, by their first bytes, with what to do about each.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "this is not a text (CSV) file but a ZIP archive (or an Excel .xlsx workbook): "
+                    "unzip it, or name a workbook .xlsx"),
+    (b"\x1f\x8b", "this is not a text (CSV) file but gzip-compressed: name it .csv.gz"),
+    (b"PAR1", "this is not a text (CSV) file but Parquet: name it .parquet"),
+    (b"\xd0\xcf\x11\xe0", "this is not a text (CSV) file but an old Excel .xls workbook: save it as .xlsx or CSV"),
+    (b"%PDF", "this is not a text (CSV) file but a PDF document"),
+)
 _LOOKS_LIKE_VALUE = re.compile(
     r"^\s*([+-]?\d+([.,]\d+)?|\S+@\S+\.\S+|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}.*)\s*$"
 )
@@ -85,8 +100,38 @@ def _open_bytes(path: Path) -> bytes:
     try:
         with opener(path, "rb") as handle:
             return handle.read(_SNIFF_BYTES)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise RadarInputError(_DAMAGED_GZIP, path) from err
     except OSError as err:
         raise RadarInputError(f"cannot open the file ({err.__class__.__name__})", path) from err
+
+
+def _binary_problem(sample: bytes) -> str | None:
+    """What a file that is not text is, in words a user can act on (None for text)."""
+    for magic, what in _MAGIC:
+        if sample.startswith(magic):
+            return what
+    if b"\x00" in sample:
+        return "this is not a text (CSV) file: it holds binary data"
+    return None
+
+
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """"utf-16-le"/"utf-16-be" for UTF-16 text written without a byte-order mark.
+
+    Such text has a zero byte beside nearly every character of a Latin-script file (the
+    high byte of each code unit), always on the same side; binary junk has them anywhere.
+    """
+    head = sample[: 4096 - (min(len(sample), 4096) % 2)]
+    if len(head) < 4:
+        return None
+    even, odd = head[0::2], head[1::2]
+    share = 0.9 * len(even)
+    if odd.count(0) >= share and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) >= share and odd.count(0) == 0:
+        return "utf-16-be"
+    return None
 
 
 def _detect_encoding(sample: bytes, path: Path) -> str:
@@ -151,8 +196,11 @@ def _read_csv(path: Path, encoding: str | None, delimiter: str | None) -> RawTab
     sample = _open_bytes(path)
     if not sample.strip():
         raise RadarInputError("the file is empty", path)
-    if b"\x00" in sample and not sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise RadarInputError("this is not a text (CSV) file: it holds binary data", path)
+    if not sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = encoding or _utf16_without_bom(sample)
+        problem = _binary_problem(sample) if encoding is None or not encoding.startswith("utf-16") else None
+        if problem:
+            raise RadarInputError(problem, path)
     encoding = encoding or _detect_encoding(sample, path)
     text = _decode_sample(sample, encoding, path).lstrip("\ufeff")
     first_line = next((line for line in text.splitlines() if line.strip()), "")
@@ -178,6 +226,8 @@ def _read_csv_body(
             last_error = err
         except (pd.errors.ParserError, csv.Error, ValueError) as err:
             raise RadarInputError(f"cannot parse as CSV ({_short(err)})", path) from err
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+            raise RadarInputError(_DAMAGED_GZIP, path) from err
     raise RadarInputError(f"cannot decode the file as {encoding}", path) from last_error
 
 
@@ -190,10 +240,16 @@ def _read_csv_lenient(
             keep_default_na=False, encoding=encoding, skip_blank_lines=True, engine="c",
         )
     except pd.errors.ParserError:
-        # Some row has more fields than the header and the C parser stops there. Such files
-        # are rare and usually small: split them with the csv module, keeping every row.
+        # Some row has more fields than the header, or a quoted cell is never closed, and
+        # the C parser stops there. Such files are rare and usually small: split them with
+        # the csv module, keeping every row.
         return _read_csv_rows(path, len(names), names, encoding, delimiter)
-    return frame, _short_rows(frame, len(names)), pd.Series(np.nan, index=frame.index, dtype=object)
+    errors = _short_rows(frame, len(names))
+    if len(frame):
+        cut = _cut_last_row(path, encoding, delimiter, len(names))
+        if cut:
+            errors.iloc[-1] = cut
+    return frame, errors, pd.Series(np.nan, index=frame.index, dtype=object)
 
 
 def _read_csv_rows(
@@ -201,7 +257,8 @@ def _read_csv_rows(
 ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding=encoding, newline="") as handle:
-        rows = [row for row in csv.reader(handle, delimiter=delimiter) if row]
+        lines = handle.read().splitlines(keepends=True)
+    rows, unclosed = _split_rows(lines, delimiter)
     body = rows[1:]
     counts = np.fromiter((len(r) for r in body), dtype=np.int64, count=len(body))
     fitted = [r[:width] + [""] * (width - len(r)) if len(r) != width else r for r in body]
@@ -210,10 +267,98 @@ def _read_csv_rows(
     errors = pd.Series(np.nan, index=frame.index, dtype=object)
     wrong = counts != width
     errors[wrong] = [f"row has {n} fields, the header has {width}" for n in counts[wrong]]
+    for i in (u - 1 for u in unclosed if u >= 1):
+        errors.iloc[i] = UNCLOSED_QUOTE
     extras = pd.Series(np.nan, index=frame.index, dtype=object)
     over = np.flatnonzero(counts > width)
     extras.iloc[over] = pd.Series([body[i][width:] for i in over], dtype=object).to_numpy()
     return frame, errors, extras
+
+
+def _split_rows(lines: list[str], delimiter: str) -> tuple[list[list[str]], list[int]]:
+    """Rows of CSV lines, and the positions of rows whose quoted cell is never closed.
+
+    The csv module reads an unclosed quote to the end of the file, swallowing every line
+    after it into one cell. Such a row is kept as its own first line only (to be rejected
+    with its reason) and the lines after it are split again, so no row is lost to a stray
+    quote or to a file cut inside a quoted cell.
+    """
+    csv.field_size_limit(_FIELD_SIZE_LIMIT)
+    rows: list[list[str]] = []
+    unclosed: list[int] = []
+    start = 0
+    while start < len(lines):
+        reader = csv.reader(lines[start:], delimiter=delimiter)
+        first = start
+        restart = None
+        for row in reader:
+            end = start + reader.line_num
+            if end == len(lines) and _ends_inside_quote(lines[first:end], delimiter):
+                unclosed.append(len(rows))
+                rows.append(next(csv.reader([lines[first].rstrip("\r\n")], delimiter=delimiter), [""]))
+                restart = first + 1
+                break
+            if row:
+                rows.append(row)
+            first = end
+        if restart is None:
+            break
+        start = restart
+    return rows, unclosed
+
+
+def _ends_inside_quote(lines: list[str], delimiter: str) -> bool:
+    """Whether these lines (one row, the file's last) end inside a quoted cell."""
+    try:
+        for _ in csv.reader(lines, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as err:
+        # Strict reading also refuses a quote inside a cell ('"a"b'), which the lenient
+        # reading accepts as text: only the end of the data inside quotes counts here.
+        return "unexpected end of data" in str(err)
+    return False
+
+
+def _cut_last_row(path: Path, encoding: str, delimiter: str, width: int) -> str | None:
+    """Why the last row is incomplete when the file ends in the middle of it, else None.
+
+    A file cut short (a copy or an upload stopped part-way) ends without a line break and
+    its last row has fewer fields than the header. Shorter rows elsewhere are read with
+    blank trailing cells, as spreadsheet exports write them.
+    """
+    head, tail = _head_and_tail(path)
+    codec = _plain_codec(encoding, head)
+    text = tail[len(tail) % 2:] if codec.startswith("utf-16") else tail
+    decoded = text.decode(codec, errors="replace")
+    if not decoded or decoded.endswith(("\n", "\r")):
+        return None
+    fields = next(csv.reader([decoded.splitlines()[-1]], delimiter=delimiter), [])
+    if len(fields) >= width:
+        return None
+    return f"row has {len(fields)} fields, the header has {width}: the file ends in the middle of this row (cut short?)"
+
+
+def _head_and_tail(path: Path) -> tuple[bytes, bytes]:
+    """The first bytes and the last 64 KiB of the (decompressed) file."""
+    if path.name.lower().endswith(".gz"):
+        head, tail = b"", b""
+        with gzip.open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                head = head or chunk[:4]
+                tail = (tail + chunk)[-_SNIFF_BYTES:]
+        return head, tail
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - _SNIFF_BYTES))
+        return head, handle.read()
+
+
+def _plain_codec(encoding: str, head: bytes) -> str:
+    """The codec that decodes any slice of the file: no BOM handling, fixed byte order."""
+    if encoding == "utf-16":
+        return "utf-16-be" if head.startswith(codecs.BOM_UTF16_BE) else "utf-16-le"
+    return "utf-8" if encoding == "utf-8-sig" else encoding
 
 
 def _short_rows(frame: pd.DataFrame, width: int) -> pd.Series:

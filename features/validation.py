@@ -32,6 +32,11 @@ REJECT_COLUMNS: tuple[str, ...] = (
 ABSURD_NUMBER = 1e12
 # Dates outside these years are sentinels (1900-01-01, 9999-12-31) or typos, not CRM events.
 PLAUSIBLE_YEARS = (1950, 2100)
+# No CRM value (an id, a name, a campaign, an industry) is this long: a cell beyond it is a
+# pasted document or a broken export, and would bloat every table and feature it reached.
+MAX_CELL_CHARS = 10_000
+# Raw values longer than this are shortened in the rejects' raw JSON.
+RAW_CHARS = 1_000
 # Names Radar adds itself; an input column with such a name would be overwritten.
 RESERVED_COLUMNS: frozenset[str] = frozenset({"person_id"})
 _SINGULAR = {"leads": "lead", "interactions": "interaction", "orders": "order", "deals": "deal", "spend": "spend"}
@@ -368,6 +373,7 @@ def prepare_table(spec: TableSpec, raws: list[RawTable], mapping: Mapping, base:
         {c: _blank_missing(_as_text(combined[c]), missing) for c in contract_cols + keep_extra},
         index=combined.index,
     )
+    _too_long(text, problems)
     for name in spec.names:
         if name not in text.columns:
             text[name] = pd.Series(np.nan, index=text.index, dtype=object)
@@ -377,6 +383,17 @@ def prepare_table(spec: TableSpec, raws: list[RawTable], mapping: Mapping, base:
     _pandera_checks(spec, values, text, problems)
     return PreparedTable(spec, values, text, raw_all, personal, origins, problems, dropped, keep_extra,
                          sorted(origins["source_file"].unique().tolist()))
+
+
+def _too_long(text: pd.DataFrame, problems: Problems) -> None:
+    """Reject cells longer than MAX_CELL_CHARS (before parsing, so this is their reason)."""
+    for name in text.columns:
+        lengths = text[name].str.len()
+        pos = np.flatnonzero((lengths > MAX_CELL_CHARS).fillna(False).to_numpy(dtype=bool))
+        if len(pos):
+            reason = [f"value of {n:,} characters in {name} (more than {MAX_CELL_CHARS:,}: not a CRM value)"
+                      for n in lengths.iloc[pos].astype(int)]
+            problems.add(pos, name, text[name].iloc[pos].str.slice(0, 80), np.asarray(reason, dtype=object), "too_long")
 
 
 def _coerce_all(spec: TableSpec, combined: pd.DataFrame, text: pd.DataFrame, mapping: Mapping, problems: Problems) -> pd.DataFrame:
@@ -418,7 +435,11 @@ def _coerce_column(spec: TableSpec, column: Column, cells: pd.Series, text: pd.S
     if column.kind == "number":
         numbers, bad, non_finite = parse_numbers(cells, decimal)
         pos = np.flatnonzero(bad.to_numpy())
-        problems.add(pos, name, text.iloc[pos], "unparseable number " + _quote(text.iloc[pos], False) + f" in {name}", "unparseable_number")
+        shown = text.iloc[pos]
+        # "12,50" in a file with a point as decimal mark: usually a European export.
+        comma = shown.str.fullmatch(r"[+-]?\d+,\d{1,2}").fillna(False).astype(bool) & (decimal == ".")
+        hint = pd.Series("", index=shown.index).where(~comma, " (a decimal comma? set decimal: ',' in the mapping file)")
+        problems.add(pos, name, shown, "unparseable number " + _quote(shown, False) + f" in {name}" + hint, "unparseable_number")
         pos = np.flatnonzero(non_finite.to_numpy())
         problems.add(pos, name, text.iloc[pos], "not a finite number " + _quote(text.iloc[pos], False) + f" in {name}", "not_finite")
         return numbers.where(~non_finite, np.nan)
@@ -678,6 +699,12 @@ def _raw_json(table: PreparedTable, positions: np.ndarray) -> np.ndarray:
         if column in raw.columns:
             present = raw[column].notna() & (raw[column].astype(str) != "")
             raw[column] = raw[column].astype(object).where(~present, raw[column][present].map(mask))
+    for column in raw.columns:
+        if pd.api.types.is_string_dtype(raw[column].dtype) or raw[column].dtype == object:
+            long = raw[column].map(lambda v: isinstance(v, str) and len(v) > RAW_CHARS)
+            if long.any():
+                raw[column] = raw[column].astype(object).where(
+                    ~long, raw[column][long].map(lambda v: f"{v[:RAW_CHARS]}… ({len(v):,} characters)"))
     raw.columns = [str(c) for c in raw.columns]
     lines = raw.to_json(orient="records", lines=True, date_format="iso", force_ascii=False)
     return np.asarray(lines.rstrip("\n").split("\n"), dtype=object)

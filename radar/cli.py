@@ -562,10 +562,14 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Radar's pyfunc predict is untyped on purpose (its schema comes from the signature).
     warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
+    # pandera imports PySpark's pandas layer when PySpark is installed; its version notice
+    # says nothing about Radar's input and would sit above every error message.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)
     try:
         app()
     except (RadarInputError, NotEnoughHistory) as err:
-        console.print(f"[red]error:[/] {err}")
+        # On stderr, so that a script reading the command's output sees only results.
+        Console(stderr=True, width=console.width).print(f"[red]error:[/] {err}", soft_wrap=True)
         raise SystemExit(2) from None
 
 
