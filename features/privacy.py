@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 PERSONAL_COLUMNS: tuple[str, ...] = ("email", "phone", "name", "first_name", "last_name")
+_PHONE_LIKE = re.compile(r"[+\d\s\-./()]+")
 
 
 def mask(value: object) -> str:
@@ -21,6 +23,16 @@ def mask(value: object) -> str:
         local, _, domain = text.partition("@")
         return f"{local[:1]}***@{domain}#{digest}"
     return f"{text[:3]}***#{digest}"
+
+
+def redact(value: object) -> str:
+    """A value as an error message may quote it: masked (see :func:`mask`) when it looks like
+    an e-mail (has an ``@``) or a phone number (only phone characters, seven digits or more),
+    as written otherwise, so ``unknown person_id 'P1f3a...'`` still says which id."""
+    text = str(value)
+    if "@" in text or (_PHONE_LIKE.fullmatch(text.strip()) and sum(c.isdigit() for c in text) >= 7):
+        return mask(text)
+    return text
 
 
 def pseudonymise(value: str, secret: str) -> str:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from features.contract import CRMData
 from features.pipeline import build_features
+from features.privacy import redact
 from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
@@ -116,7 +117,7 @@ class ScoringApp:
             raise ApiError(404, str(err), field="as_of", detail=f"materialised days: {self._days()}") from None
         moment = pd.Timestamp(rows.as_of)
         scores = self._score_frame(rows.features, rows.eligible, moment, targets, top_k, rows.population)
-        return [self._answer(j, moment, targets, scores, rows.features.index, f"unknown person_id {j.key!r} "
+        return [self._answer(j, moment, targets, scores, rows.features.index, f"unknown person_id {redact(j.key)!r} "
                              f"in the features of {rows.as_of}") for j in jobs]
 
     def _from_history(self, jobs: list[_Job], as_of: datetime | None, targets: list[str], top_k: int) -> list[PersonScores]:

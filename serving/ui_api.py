@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CRMData
+from features.privacy import redact
 from radar.config import Settings
 from serving.app import ApiError
 from serving.feature_store import FeatureStore, default_store_path
@@ -120,7 +121,7 @@ def list_answer(views: UiViews, name: str | None, filters: dict[str, str]) -> di
         return {"as_of": _day(views.as_of), "filters": filters,
                 "lists": [{"name": n, "rows": len(t)} for n, t in tables.items()]}
     if name not in tables:
-        raise ApiError(404, f"unknown list {name!r}", field="name", detail="lists: " + ", ".join(tables))
+        raise ApiError(404, f"unknown list {redact(name)!r}", field="name", detail="lists: " + ", ".join(tables))
     table = public_columns(tables[name])
     return {"name": name, "as_of": _day(views.as_of), "filters": filters,
             "columns": list(table.columns), "rows": records(table)}
