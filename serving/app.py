@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CRMData
+from features.rows import FeatureRows
 from features.pipeline import build_features
 from features.privacy import redact
 from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
-from serving.feature_store import FeatureStore, UnknownDay, population_figures
+from serving.feature_store import FeatureStore, UnknownDay
 from serving.model_store import LoadedModels
+from serving.scoring import ValueBasis
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
@@ -112,49 +114,54 @@ class ScoringApp:
         if as_of is not None and as_of != datetime(as_of.year, as_of.month, as_of.day):
             raise ApiError(422, "by person_id, as_of must be a materialised day (YYYY-MM-DD)", field="as_of")
         try:
-            rows = self.store.read([j.key for j in jobs], as_of.date() if as_of else None)
+            found = self.store.read_rows([j.key for j in jobs], as_of.date() if as_of else None)
         except UnknownDay as err:
             raise ApiError(404, str(err), field="as_of", detail=f"materialised days: {self._days()}") from None
-        moment = pd.Timestamp(rows.as_of)
-        scores = self._score_frame(rows.features, rows.eligible, moment, targets, top_k, rows.population)
-        return [self._answer(j, moment, targets, scores, rows.features.index, f"unknown person_id {redact(j.key)!r} "
-                             f"in the features of {rows.as_of}") for j in jobs]
+        moment = pd.Timestamp(found.as_of)
+        scores = self._score_rows(found.rows, found.eligible, moment, targets, top_k, ValueBasis.stored(found.population))
+        unknown = f"in the features of {found.as_of}"
+        return [self._answer(j, moment, targets, scores, found.rows.ids, f"unknown person_id {redact(j.key)!r} {unknown}")
+                for j in jobs]
 
     def _from_history(self, jobs: list[_Job], as_of: datetime | None, targets: list[str], top_k: int) -> list[PersonScores]:
         moment = pd.Timestamp(as_of or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0))
         data = history_to_crm([(j.key, j.request.history) for j in jobs if j.request.history is not None])
         ids = [j.key for j in jobs]
         features = self._with_model_columns(build_features(data, moment, self.settings.features, persons=ids))
-        eligible = {t: scoring.eligible(t, data, features, moment, self.settings) for t in targets}
-        population = self._population() or population_figures(features)
-        scores = self._score_frame(features, eligible, moment, targets, top_k, population)
-        return [self._answer(j, moment, targets, scores, features.index, "") for j in jobs]
+        eligible = {t: features.index.isin(scoring.eligible(t, data, features, moment, self.settings)) for t in targets}
+        # A one-person history has no population of its own to read an expected value against.
+        basis = self._basis() or ValueBasis.of(features)
+        scores = self._score_rows(FeatureRows.from_frame(features), eligible, moment, targets, top_k, basis)
+        return [self._answer(j, moment, targets, scores, features.index.to_numpy(), "") for j in jobs]
 
     # --- scoring and answers ------------------------------------------------------------
 
-    def _score_frame(self, features: pd.DataFrame, eligible: dict[str, pd.Index], as_of: pd.Timestamp,
-                     targets: list[str], top_k: int, population: dict[str, float]) -> pd.DataFrame:
-        parts = []
+    def _score_rows(self, rows: FeatureRows, eligible: dict[str, np.ndarray], as_of: pd.Timestamp,
+                    targets: list[str], top_k: int, basis: ValueBasis) -> dict[str, list[dict[str, Any]]]:
+        """Every target's answers, as JSON-ready records grouped by person id."""
+        by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for target in targets:
             champion = self.models.champions.get(target)
-            people = features.index.intersection(eligible.get(target, pd.Index([])))
-            if champion is None or not len(people):
+            applies = eligible.get(target)
+            if champion is None or applies is None or not applies.any():
                 continue
-            scored = _score_target(target, champion, features, people, as_of, self.settings, top_k)
-            parts.append(with_population_value(target, scored, features, population))
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["person_id", "target"])
+            columns = scoring.target_answers(target, champion, rows.take(np.flatnonzero(applies)), as_of,
+                                             self.settings, basis, top_k or None)
+            for record in _records(columns):
+                by_person[record.pop("person_id")].append(record)
+        return by_person
 
-    def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: pd.DataFrame,
-                known: pd.Index, unknown_message: str) -> PersonScores:
+    def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: dict[str, list[dict[str, Any]]],
+                known: np.ndarray, unknown_message: str) -> PersonScores:
         label = job.request.person_id
         if job.request.history is None and job.key not in known:
             return PersonScores(person_id=label, as_of=as_of.to_pydatetime(), scores=[], error=unknown_message)
-        mine = scores[scores["person_id"] == job.key]
-        answered = [TargetScore.model_validate(_clean(r)) for r in mine.to_dict("records")]
-        done = {s.target for s in answered}
+        answered = scores.get(job.key, [])
+        done = {s["target"] for s in answered}
         skipped = {t: ("no champion model yet" if t not in self.models.champions else WHY_NOT[t])
                    for t in targets if t not in done}
-        return PersonScores(person_id=label, as_of=as_of.to_pydatetime(), scores=answered, not_applicable=skipped)
+        return PersonScores.model_validate({"person_id": label, "as_of": as_of.to_pydatetime(), "scores": answered,
+                                            "not_applicable": skipped})
 
     def _with_model_columns(self, features: pd.DataFrame) -> pd.DataFrame:
         """Every column the champions read, NaN where the request had no such data (a lead
@@ -165,13 +172,12 @@ class ScoringApp:
             return features
         return pd.concat([features, pd.DataFrame(np.nan, index=features.index, columns=absent)], axis=1)
 
-    def _population(self) -> dict[str, float] | None:
-        """The latest materialised population: a one-person history has no population of
-        its own to read an expected value against."""
+    def _basis(self) -> ValueBasis | None:
+        """The latest materialised population's figures, if there is one."""
         if self.store is None or not self.store.path.is_file():
             return None
         try:
-            return self.store.read([], None).population
+            return ValueBasis.stored(self.store.read_rows([], None).population)
         except UnknownDay:
             return None
 
@@ -180,40 +186,20 @@ class ScoringApp:
         return ", ".join(d.isoformat() for d in days[-5:]) or "none"
 
 
-def _score_target(target: str, champion: scoring.Champion, features: pd.DataFrame, people: pd.Index,
-                  as_of: pd.Timestamp, settings: Settings, top_k: int) -> pd.DataFrame:
-    """``scoring.score_target``; top_k 0 skips explaining rather than explaining for nothing."""
-    return scoring.score_target(target, champion, features, people, as_of, settings, top_k=top_k or None)
+def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """Score-table columns as one JSON-ready record per row: NaN becomes null, numbers
+    plain Python numbers, the deal id text."""
+    names = [c for c in (*scoring.SCORE_COLUMNS, "reasons") if c in columns]
+    values = [_json_column(name, columns[name]) for name in names]
+    return [dict(zip(names, row)) for row in zip(*values)]
 
 
-def with_population_value(target: str, scored: pd.DataFrame, features: pd.DataFrame,
-                          population: dict[str, float]) -> pd.DataFrame:
-    """Expected values read against the whole population, as ``radar score`` computes them
-    (see ``scoring.expected_value``): scored alone, one person would be their own population."""
-    p = scored["probability"].to_numpy(dtype=float)
-    if target == "purchase_probability":
-        own = features.loc[scored["person_id"], "paid_amount_mean"].to_numpy(dtype=float)
-        value = p * np.where(np.isnan(own), population["typical_order"], own)
-    elif target == "lead_quality":
-        value = p * population["customer_worth"]
-    else:
-        return scored
-    return scored.assign(expected_value=np.round(value, 2))
-
-
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    """A score row as JSON-ready values: NaN and NaT become null."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        elif value is pd.NaT or (not isinstance(value, (list, dict, np.ndarray)) and pd.isna(value)):
-            value = None
-        out[key] = value
-    if isinstance(out.get("deal_id"), float | int):
-        out["deal_id"] = str(out["deal_id"])
-    out["reasons"] = out.get("reasons") or []
-    return out
+def _json_column(name: str, values: Any) -> list[Any]:
+    if name == "deal_id":
+        return [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return [None if math.isnan(v) else v for v in values.tolist()]
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
 def _naive(moment: datetime | None) -> datetime | None:

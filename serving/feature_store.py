@@ -23,6 +23,7 @@ import pandas as pd
 
 from features.contract import CRMData
 from features.pipeline import build_features
+from features.rows import FeatureRows
 from radar.config import Settings
 from training.datasets import TARGETS
 
@@ -40,14 +41,10 @@ def default_store_path(settings: Settings) -> Path:
 
 def population_figures(features: pd.DataFrame) -> dict[str, float]:
     """What an expected value for one person is read against: the whole population's mean
-    order and a converted customer's first-year spend (see ``serving.scoring.expected_value``)."""
-    buyers = features[features["n_paid_orders"] > 0]
-    typical = features["paid_amount_mean"].mean(skipna=True)
-    worth = buyers["paid_amount_365d"].mean() if len(buyers) else 0.0
-    return {
-        "typical_order": float(typical) if np.isfinite(typical) else 0.0,
-        "customer_worth": float(worth) if np.isfinite(worth) else 0.0,
-    }
+    order and a customer's year of spend (``serving.scoring.ValueBasis``)."""
+    from serving.scoring import ValueBasis
+
+    return ValueBasis.of(features).stored_figures()
 
 
 @dataclass
@@ -57,6 +54,17 @@ class StoredRows:
     as_of: date
     features: pd.DataFrame
     eligible: dict[str, pd.Index]
+    population: dict[str, float]
+    missing: list[str]
+
+
+@dataclass
+class StoredPeople:
+    """Like StoredRows, as arrays: ``eligible`` holds one boolean per row and target."""
+
+    as_of: date
+    rows: FeatureRows
+    eligible: dict[str, np.ndarray]
     population: dict[str, float]
     missing: list[str]
 
@@ -107,7 +115,25 @@ class FeatureStore:
         return [date.fromisoformat(r[0]) for r in rows]
 
     def read(self, person_ids: list[str], as_of: date | None = None) -> StoredRows:
-        """Rows of the given persons at ``as_of`` (default: the latest day)."""
+        """Rows of the given persons at ``as_of`` (default: the latest day), as a frame."""
+        found = self.read_rows(person_ids, as_of)
+        features = found.rows.to_frame()
+        eligible = {t: features.index[mask] for t, mask in found.eligible.items()}
+        return StoredRows(found.as_of, features, eligible, found.population, found.missing)
+
+    def read_rows(self, person_ids: list[str], as_of: date | None = None) -> StoredPeople:
+        """Rows of the given persons at ``as_of`` (default: the latest day), as arrays: the
+        API's path, which scores a person or two and cannot afford a frame per request."""
+        day, table, text_columns, population = self._snapshot(as_of)
+        wanted = list(dict.fromkeys(person_ids))
+        marks = ",".join("?" * len(wanted))
+        cursor = self._connection().execute(f'SELECT * FROM "{table}" WHERE person_id IN ({marks})', wanted)
+        rows, eligible = _as_rows([d[0] for d in cursor.description], cursor.fetchall(), text_columns)
+        found = set(rows.ids.tolist())
+        return StoredPeople(day, rows, eligible, population, [p for p in wanted if p not in found])
+
+    def _snapshot(self, as_of: date | None) -> tuple[date, str, list[str], dict[str, float]]:
+        """The day's table, its text columns and population figures (latest day by default)."""
         conn = self._connection()
         if as_of is None:
             found = conn.execute("SELECT * FROM snapshots ORDER BY as_of DESC LIMIT 1").fetchone()
@@ -115,14 +141,16 @@ class FeatureStore:
             found = conn.execute("SELECT * FROM snapshots WHERE as_of = ?", (as_of.isoformat(),)).fetchone()
         if found is None:
             raise UnknownDay(f"no features materialised for {as_of or 'any day'}")
-        day, table, text_columns, population = date.fromisoformat(found[0]), found[1], json.loads(found[2]), found[3]
-        wanted = list(dict.fromkeys(person_ids))
-        marks = ",".join("?" * len(wanted))
-        cursor = conn.execute(f'SELECT * FROM "{table}" WHERE person_id IN ({marks})', wanted)
+        return date.fromisoformat(found[0]), found[1], json.loads(found[2]), json.loads(found[3])
+
+    def read_day(self, as_of: date | None = None) -> StoredRows:
+        """Everyone stored for ``as_of`` (default: the latest day): the population drift
+        monitoring compares with each champion's training profile."""
+        day, table, text_columns, population = self._snapshot(as_of)
+        cursor = self._connection().execute(f'SELECT * FROM "{table}"')
         columns = [d[0] for d in cursor.description]
         features, eligible = _loaded(columns, cursor.fetchall(), text_columns)
-        missing = [p for p in wanted if p not in features.index]
-        return StoredRows(day, features, eligible, json.loads(population), missing)
+        return StoredRows(day, features, eligible, population, [])
 
 
 def _storable(features: pd.DataFrame, eligible: dict[str, pd.Index]) -> pd.DataFrame:
@@ -137,23 +165,30 @@ def _storable(features: pd.DataFrame, eligible: dict[str, pd.Index]) -> pd.DataF
     return pd.concat([ids, out, joined.str.rstrip(",").rename(_TARGETS_COLUMN)], axis=1).reset_index(drop=True)
 
 
-def _loaded(columns: list[str], records: list[tuple], text_columns: list[str]) -> tuple[pd.DataFrame, dict[str, pd.Index]]:
-    """Stored rows back to a feature frame: floats in one block (NULL → NaN), text as text.
-
-    Built from one 2-D array rather than column by column: a request reads a handful of
-    rows of ~120 columns, where per-column pandas work would cost more than the model.
-    """
+def _as_rows(columns: list[str], records: list[tuple], text_columns: list[str]) -> tuple[FeatureRows, dict[str, np.ndarray]]:
+    """Stored records back to feature rows (numbers in one float block, NULL → NaN; text as
+    text) and, per target, whether it applies to each row."""
     position = {c: i for i, c in enumerate(columns)}
-    index = pd.Index([r[position["person_id"]] for r in records], dtype=object, name="person_id")
-    numeric = [c for c in columns if c not in text_columns and c not in ("person_id", _TARGETS_COLUMN)]
+    ids = np.array([r[position["person_id"]] for r in records], dtype=object)
+    features = [c for c in columns if c not in ("person_id", _TARGETS_COLUMN)]
+    numeric = [c for c in features if c not in text_columns]
     picks = [position[c] for c in numeric]
-    values = np.array([[r[i] for i in picks] for r in records], dtype=float).reshape(len(records), len(picks))
-    text = {c: pd.Series([r[position[c]] for r in records], index=index, dtype=object) for c in text_columns}
-    features = pd.concat([pd.DataFrame(values, index=index, columns=numeric), pd.DataFrame(text, index=index)], axis=1)
-    order = [c for c in columns if c not in ("person_id", _TARGETS_COLUMN)]
-    targets = pd.Series([r[position[_TARGETS_COLUMN]] or "" for r in records], index=index, dtype=object)
-    eligible = {t: index[targets.str.contains(t, regex=False).to_numpy(dtype=bool)] for t in TARGETS}
-    return features[order], eligible
+    block = np.array([[r[i] for i in picks] for r in records], dtype=float).reshape(len(records), len(picks))
+    at = {c: j for j, c in enumerate(numeric)}
+    arrays = {
+        c: block[:, at[c]] if c in at else np.array([r[position[c]] for r in records], dtype=object)
+        for c in features
+    }
+    targets = [r[position[_TARGETS_COLUMN]] or "" for r in records]
+    eligible = {t: np.array([t in applies for applies in targets], dtype=bool) for t in TARGETS}
+    return FeatureRows(ids, arrays), eligible
+
+
+def _loaded(columns: list[str], records: list[tuple], text_columns: list[str]) -> tuple[pd.DataFrame, dict[str, pd.Index]]:
+    """Stored records back to a feature frame and the persons each target applies to."""
+    rows, eligible = _as_rows(columns, records, text_columns)
+    features = rows.to_frame()
+    return features, {t: features.index[mask] for t, mask in eligible.items()}
 
 
 def materialize(

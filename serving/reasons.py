@@ -41,9 +41,8 @@ from __future__ import annotations
 
 import math
 import re
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -51,7 +50,9 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import TYPE_PHRASES, Entry, describe_pattern
+from features.rows import FeatureRows
 from training.bundle import TargetBundle
+from training.models import as_rows, input_layout
 from training.survival import PERIOD_COLUMN
 
 Direction = Literal["up", "down"]
@@ -79,7 +80,9 @@ class Reason:
     text: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies every field, a cost paid per reason.
+        return {"feature": self.feature, "value": self.value, "impact": self.impact,
+                "direction": self.direction, "text": self.text}
 
 
 # ---------------------------------------------------------------- the groups (data)
@@ -197,87 +200,10 @@ class Contributions:
     input_at: Mapping[str, int] | None = None
 
 
-@dataclass
-class _Layout:
-    """How to turn a feature frame into the booster's float matrix, computed once per model
-    (and positions once per frame layout: serving sends frames of one shape)."""
-
-    names: list[str]
-    numeric_at: np.ndarray
-    categorical: list[tuple[int, str, pd.Index]]
-    numeric_index: dict[str, int]
-    #: Category → code per categorical column, for small batches (see _category_codes).
-    lookups: dict[str, dict[object, int]]
-    seen_columns: pd.Index | None = None
-    positions: np.ndarray | None = None
-
-    def locate(self, columns: pd.Index) -> np.ndarray:
-        """Position in ``columns`` of every model column (KeyError naming the missing)."""
-        if self.seen_columns is None or not columns.equals(self.seen_columns):
-            positions = columns.get_indexer(self.names)
-            if (positions < 0).any():
-                missing = [c for c, p in zip(self.names, positions) if p < 0]
-                raise KeyError(f"missing feature columns: {missing[:5]}")
-            self.seen_columns, self.positions = columns, positions
-        assert self.positions is not None  # set just above
-        return self.positions
-
-
-_LAYOUTS: weakref.WeakKeyDictionary[Any, _Layout] = weakref.WeakKeyDictionary()
-
-
-def _layout(model: Any) -> _Layout:
-    layout = _LAYOUTS.get(model)
-    if layout is None:
-        categories: dict[str, list[str]] = model.categories_
-        names: list[str] = list(model.feature_names_)
-        layout = _Layout(
-            names=names,
-            numeric_at=np.array([j for j, c in enumerate(names) if c not in categories], dtype=np.int64),
-            categorical=[(j, c, pd.Index(categories[c], dtype=object)) for j, c in enumerate(names) if c in categories],
-            numeric_index={c: j for j, c in enumerate(names) if c not in categories},
-            lookups={c: {v: i for i, v in enumerate(cats)} for c, cats in categories.items()},
-        )
-        _LAYOUTS[model] = layout
-    return layout
-
-
-#: Up to this many rows, categories are looked up in a dict: pandas' vectorised path has a
-#: fixed cost (Arrow-backed categories on pandas 3) larger than a few dict lookups.
-SMALL_BATCH = 64
-
-
-def _category_codes(series: pd.Series, categories: pd.Index, lookup: dict[object, int]) -> np.ndarray:
-    """Position of each value in the training categories, -1 when unseen or missing.
-
-    align_categories goes through object values, so equality is on objects ("5" is not 5);
-    a categorical column is mapped through its (few) categories instead of every row."""
-    if len(series) <= SMALL_BATCH:
-        return np.array([lookup.get(v, -1) for v in series.tolist()], dtype=np.int64)
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        mapping = categories.get_indexer(series.cat.categories.astype(object))
-        codes = series.cat.codes.to_numpy()
-        return np.where(codes < 0, -1, mapping[np.maximum(codes, 0)]) if len(mapping) else np.full(len(codes), -1)
-    return categories.get_indexer(series.astype(object).to_numpy())
-
-
-def booster_matrix(model: Any, features: pd.DataFrame) -> np.ndarray:
-    """The float matrix LightGBM sees when ``model`` predicts on ``features``.
-
-    Same result as ``model._prepare`` (align_categories: values outside the training
-    categories become missing) followed by LightGBM's pandas conversion (category → its
-    position in the category list, missing → NaN), without building an aligned frame.
-    """
-    layout = _layout(model)
-    positions = layout.locate(features.columns)
-    out = np.empty((len(features), len(layout.names)), dtype=np.float64)
-    if len(layout.numeric_at):
-        numeric = features.iloc[:, positions[layout.numeric_at]]
-        out[:, layout.numeric_at] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    for j, column, categories in layout.categorical:
-        codes = _category_codes(features.iloc[:, positions[j]], categories, layout.lookups[column])
-        out[:, j] = np.where(codes < 0, np.nan, codes)
-    return out
+def booster_matrix(model: Any, features: pd.DataFrame | FeatureRows) -> np.ndarray:
+    """The float matrix LightGBM sees when ``model`` predicts on ``features``
+    (``training.models.InputLayout``: the one input preparation of prediction and reasons)."""
+    return input_layout(model).matrix(as_rows(features))
 
 
 def _pred_contrib(booster: Any, matrix: np.ndarray, num_threads: int) -> np.ndarray:
@@ -286,22 +212,22 @@ def _pred_contrib(booster: Any, matrix: np.ndarray, num_threads: int) -> np.ndar
     )
 
 
-def _lightgbm_contributions(model: Any, features: pd.DataFrame, num_threads: int) -> Contributions:
+def _lightgbm_contributions(model: Any, rows: FeatureRows, num_threads: int) -> Contributions:
     columns = tuple(model.feature_names_)
-    matrix = booster_matrix(model, features)
+    matrix = booster_matrix(model, rows)
     booster = model.booster_
     if hasattr(model, "n_periods"):
         # Hazard model: the first-period row of every deal; the period is the last column.
         if booster.feature_name()[-1] != PERIOD_COLUMN:
             raise ValueError(f"hazard booster's last column is not {PERIOD_COLUMN!r}")
-        matrix = np.hstack([matrix, np.zeros((len(matrix), 1))])
         width = len(columns) + 2  # features, period, expected value
-        won = _pred_contrib(booster, matrix, num_threads)[:, WON_CLASS * width : (WON_CLASS + 1) * width]
+        first_period = np.hstack([matrix, np.zeros((len(matrix), 1))])
+        won = _pred_contrib(booster, first_period, num_threads)[:, WON_CLASS * width : (WON_CLASS + 1) * width]
         values, expected = won[:, : len(columns)], won[:, -1] + won[:, -2]
     else:
         raw = _pred_contrib(booster, matrix, num_threads)
         values, expected = raw[:, :-1], raw[:, -1]
-    return Contributions(columns, values, expected, matrix, _layout(model).numeric_index)
+    return Contributions(columns, values, expected, matrix, input_layout(model).numeric_index)
 
 
 # ---------------------------------------------------------------- baselines
@@ -376,13 +302,16 @@ def why_no_reasons(bundle: TargetBundle) -> str | None:
     return NO_REASONS.get(name, f"{name} has no way to attribute a score to features")
 
 
-def contributions(bundle: TargetBundle, features: pd.DataFrame, num_threads: int = 1) -> Contributions | None:
+def contributions(
+    bundle: TargetBundle, features: pd.DataFrame | FeatureRows, num_threads: int = 1
+) -> Contributions | None:
     """Per-column contributions of every row, or None (see :func:`why_no_reasons`)."""
     model = bundle.model
+    rows = as_rows(features)
     if getattr(model, "booster_", None) is not None:
-        return _lightgbm_contributions(model, features, num_threads)
+        return _lightgbm_contributions(model, rows, num_threads)
     explain = BASELINE_EXPLAINERS.get(getattr(model, "name", bundle.model_type))
-    return None if explain is None else explain(model, features)
+    return None if explain is None else explain(model, rows.to_frame())
 
 
 def grouped_impacts(bundle: TargetBundle, features: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray] | None:
@@ -408,33 +337,30 @@ class _RowView(Mapping[str, object]):
         self._i = i
 
     def __getitem__(self, name: str) -> object:
-        if name not in self._columns.frame.columns:
+        if name not in self._columns.rows:
             raise KeyError(name)
         return self._columns.values(name)[self._i]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._columns.frame.columns)
+        return iter(self._columns.rows.names)
 
     def __len__(self) -> int:
-        return len(self._columns.frame.columns)
+        return len(self._columns.rows.names)
 
 
 class _ColumnCache:
     """Column arrays of a batch: numeric model inputs straight from the input matrix,
-    anything else (category values, columns the model does not read) from the frame, once."""
+    anything else (category values, columns the model does not read) from the rows."""
 
-    def __init__(self, frame: pd.DataFrame, contrib: Contributions) -> None:
-        self.frame = frame
+    def __init__(self, rows: FeatureRows, contrib: Contributions) -> None:
+        self.rows = rows
         self._inputs = contrib.inputs
         self._input_at = contrib.input_at or {}
-        self._arrays: dict[str, np.ndarray] = {}
 
     def values(self, name: str) -> np.ndarray:
         if name in self._input_at and self._inputs is not None:
             return self._inputs[:, self._input_at[name]]
-        if name not in self._arrays:
-            self._arrays[name] = self.frame[name].to_numpy(dtype=object)
-        return self._arrays[name]
+        return self.rows.column(name)
 
 
 @lru_cache(maxsize=1024)
@@ -470,7 +396,7 @@ def _json_value(value: object) -> float | int | str | None:
 
 
 def explain_top_reasons(
-    bundle: TargetBundle, features: pd.DataFrame, top_k: int = 5, *, num_threads: int = 1
+    bundle: TargetBundle, features: pd.DataFrame | FeatureRows, top_k: int = 5, *, num_threads: int = 1
 ) -> list[list[Reason]]:
     """The ``top_k`` reasons of every row of ``features``, largest |impact| first.
 
@@ -481,7 +407,8 @@ def explain_top_reasons(
     """
     if top_k < 1 or len(features) == 0:
         return [[] for _ in range(len(features))]
-    contrib = contributions(bundle, features, num_threads)
+    rows = as_rows(features)
+    contrib = contributions(bundle, rows, num_threads)
     if contrib is None:
         return [[] for _ in range(len(features))]
     plan = group_plan(contrib.columns)
@@ -489,7 +416,7 @@ def explain_top_reasons(
     # A few spare candidates: two groups can say the same thing and be merged (below).
     n_candidates = min(2 * top_k, impacts.shape[1])
     order = np.argsort(-np.abs(impacts), axis=1, kind="stable")[:, :n_candidates]
-    cache = _ColumnCache(features, contrib)
+    cache = _ColumnCache(rows, contrib)
     magnitude = np.abs(contrib.values)
     return [
         _row_reasons(i, order[i], impacts[i], magnitude[i], plan, cache, top_k) for i in range(len(impacts))

@@ -8,6 +8,7 @@ percentile, grade and expected value. It knows nothing of HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,9 @@ import pandas as pd
 from features.contract import CRMData
 from features.pipeline import OPEN_DEAL_ID, build_features
 from radar.config import Settings
-from serving.reasons import reasons_columns
-from training.bundle import TargetBundle, with_grades
+from features.rows import FeatureRows
+from serving.reasons import explain_top_reasons, reasons_text
+from training.bundle import TargetBundle, grade
 from training.datasets import TARGETS
 from training.labels import active_customers, open_leads
 
@@ -78,26 +80,52 @@ def eligible(target: str, data: CRMData, features: pd.DataFrame, as_of: pd.Times
     return features.index.intersection(people)
 
 
-def expected_value(target: str, outputs: pd.DataFrame, features: pd.DataFrame) -> np.ndarray:
+@dataclass(frozen=True)
+class ValueBasis:
+    """What expected values read from the whole scored population rather than one row:
+    the mean order of buyers (for people without one of their own) and what a customer
+    spends in a year. Computed once over everyone's features, so a batch scored in parts
+    (the Spark engine) values each row exactly as a single pass would."""
+
+    typical_order: float
+    customer_year_value: float
+
+    @classmethod
+    def of(cls, features: pd.DataFrame) -> ValueBasis:
+        customers = features[features["n_paid_orders"] > 0]
+        worth = customers["paid_amount_365d"].mean() if len(customers) else 0.0
+        return cls(
+            typical_order=float(features["paid_amount_mean"].mean(skipna=True)),
+            customer_year_value=float(worth) if np.isfinite(worth) else 0.0,
+        )
+
+    @classmethod
+    def stored(cls, population: dict[str, float]) -> ValueBasis:
+        """From the population figures the feature store keeps with each day."""
+        return cls(typical_order=population["typical_order"], customer_year_value=population["customer_worth"])
+
+    def stored_figures(self) -> dict[str, float]:
+        """What the feature store keeps (no buyers yet: a typical order of 0, not NaN)."""
+        typical = self.typical_order if np.isfinite(self.typical_order) else 0.0
+        return {"typical_order": typical, "customer_worth": self.customer_year_value}
+
+
+def expected_value(target: str, probability: np.ndarray, rows: FeatureRows, basis: ValueBasis) -> np.ndarray:
     """Money at stake behind a probability, from the person's own history where it exists.
 
     purchase: P × their mean order (else the mean order of all buyers); churn: P × what
     they spent in the last year (the revenue at risk); time to close: P(won by the horizon)
     × the deal's amount; lead: P × the mean first-year spend of customers (what a converted
-    lead is worth).
+    lead is worth). The population figures come from ``basis``.
     """
-    p = outputs["probability"].to_numpy(dtype=float)
-    rows = features.loc[outputs.index]
     if target == "purchase_probability":
-        typical = features["paid_amount_mean"].mean(skipna=True)
-        return p * rows["paid_amount_mean"].fillna(typical).to_numpy()
+        own = rows.numbers("paid_amount_mean")
+        return probability * np.where(np.isnan(own), basis.typical_order, own)
     if target == "churn_by_indifference":
-        return p * rows["paid_amount_365d"].fillna(0).to_numpy()
+        return probability * np.nan_to_num(rows.numbers("paid_amount_365d"), nan=0.0)
     if target == "time_to_close":
-        return p * rows["open_deal_amount"].fillna(0).to_numpy()
-    customers = features[features["n_paid_orders"] > 0]
-    worth = customers["paid_amount_365d"].mean() if len(customers) else 0.0
-    return p * (worth if np.isfinite(worth) else 0.0)
+        return probability * np.nan_to_num(rows.numbers("open_deal_amount"), nan=0.0)
+    return probability * basis.customer_year_value
 
 
 def score_columns(top_k: int | None = None) -> list[str]:
@@ -113,28 +141,61 @@ def score_target(
     as_of: pd.Timestamp,
     settings: Settings,
     top_k: int | None = None,
+    basis: ValueBasis | None = None,
 ) -> pd.DataFrame:
-    """One target's answers for ``people`` (rows of ``features``); with ``top_k``, also
-    each row's top reasons (``reasons``, ``reasons_text``; see :mod:`serving.reasons`)."""
+    """One target's answers for ``people`` (rows of ``features``) as a score table; with
+    ``top_k``, also each row's top reasons (``reasons``, ``reasons_text``; see
+    :mod:`serving.reasons`). Expected values read against ``basis`` (default: ``features``)."""
+    rows = FeatureRows.from_frame(features.loc[people])
+    columns = target_answers(target, champion, rows, as_of, settings, basis or ValueBasis.of(features), top_k)
+    return pd.DataFrame(columns).reindex(columns=score_columns(top_k))
+
+
+def target_answers(
+    target: str,
+    champion: Champion,
+    rows: FeatureRows,
+    as_of: pd.Timestamp,
+    settings: Settings,
+    basis: ValueBasis,
+    top_k: int | None = None,
+    outputs: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """One target's answers for ``rows``, one array (or list) per score-table column.
+
+    The one scoring path: ``radar score`` (whole frames), the API (a few stored rows, no
+    frame) and the Spark engine (``outputs`` computed by the registered model) all end
+    here. ``top_k`` adds the reasons; 0 or None skips explaining.
+    """
     bundle = champion.bundle
-    rows = features.loc[people]
-    outputs = with_grades(bundle, bundle.predict(rows), settings.scoring)
-    outputs["expected_value"] = np.round(expected_value(target, outputs, features), 2)
+    outputs = bundle.outputs(rows) if outputs is None else outputs
+    probability = np.asarray(outputs["probability"], dtype=float)
+    percentile = np.round(bundle.percentile(probability), 1)
+    columns: dict[str, Any] = {
+        "person_id": rows.ids,
+        "target": np.full(len(rows), target, dtype=object),
+        **{k: np.asarray(v) for k, v in outputs.items() if k != "service_probability"},
+        "score": np.round(100 * probability).astype(int),
+        "percentile": percentile,
+        "grade": grade(percentile, settings.scoring),
+        "expected_value": np.round(expected_value(target, probability, rows, basis), 2),
+        "model_version": np.full(len(rows), champion.version, dtype=object),
+        "as_of": np.full(len(rows), as_of, dtype=object),
+    }
     if target == "time_to_close":
-        outputs["deal_id"] = rows[OPEN_DEAL_ID].astype(object)
-    if "service_probability" in outputs.columns:
-        outputs["dominant_risk"] = np.where(
-            outputs["service_probability"] > outputs["probability"], "service", "indifference"
-        )
-    outputs["target"] = target
-    outputs["model_version"] = champion.version
-    outputs["as_of"] = as_of
-    if top_k is not None:
-        reasons = reasons_columns(bundle, rows, top_k)  # rows and outputs share one order
-        outputs["reasons"] = reasons["reasons"].to_numpy()
-        outputs["reasons_text"] = reasons["reasons_text"].to_numpy()
-    outputs.index.name = "person_id"
-    return outputs.reset_index().reindex(columns=score_columns(top_k))
+        columns["deal_id"] = rows.column(OPEN_DEAL_ID)
+    if "service_probability" in outputs:
+        columns["dominant_risk"] = np.where(
+            np.asarray(outputs["service_probability"]) > probability, "service", "indifference"
+        ).astype(object)
+    if top_k:
+        reasons = explain_top_reasons(bundle, rows, top_k)
+        columns["reasons"] = [[r.to_dict() for r in row] for row in reasons]
+        columns["reasons_text"] = [reasons_text(row) for row in reasons]
+    elif top_k is not None:
+        columns["reasons"] = [[] for _ in range(len(rows))]
+        columns["reasons_text"] = ["" for _ in range(len(rows))]
+    return columns
 
 
 def score_people(

@@ -180,7 +180,8 @@ def test_time_to_close_explains_the_first_period_win_score() -> None:
     )
     bundle = _bundle(model, X, target="time_to_close", kind="survival")
     impacts, expected = grouped_impacts(bundle, X)  # type: ignore[misc]
-    first = model._period_rows(X).iloc[:: model.n_periods]
+    # The oracle goes through LightGBM's own pandas conversion, not Radar's input matrix.
+    first = model._prepare(X).assign(hazard_period=0.0)
     won = model.booster_.predict(first, raw_score=True, num_iteration=model.booster_.best_iteration or None)[:, 1]
     np.testing.assert_allclose(impacts.sum(axis=1).to_numpy() + expected, won, atol=1e-9)
     assert "hazard_period" not in impacts.columns

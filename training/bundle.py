@@ -13,7 +13,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from features.rows import FeatureRows
 from radar.config import ScoringConfig
+from training.survival import median_from_cif, won_within
 
 #: Days at which time_to_close reports the chance of having won.
 WON_WITHIN_DAYS: tuple[int, ...] = (30, 60, 90)
@@ -46,28 +48,50 @@ class TargetBundle:
     notes: list[str] = field(default_factory=list)
     #: Size and explanation cost of the model: trees, leaves, ms per SHAP explanation.
     cost: dict[str, float] = field(default_factory=dict)
+    #: The population the model was judged on, binned for drift monitoring (a plain dict,
+    #: see ``training.drift``). None for bundles trained before Radar kept one: the class
+    #: default is what an older pickle reads.
+    profile: dict[str, Any] | None = None
 
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Model-level outputs for rows of features (index kept).
+        """Model-level outputs for rows of features (index kept); see :meth:`outputs`."""
+        return pd.DataFrame(self.outputs(FeatureRows.from_frame(features)), index=features.index)
+
+    def outputs(self, rows: FeatureRows) -> dict[str, np.ndarray]:
+        """Model-level outputs, one array per output, in the order of ``rows``.
 
         binary: ``probability`` (and ``service_probability`` for churn);
-        survival: ``probability`` (= P(won within the horizon)), ``p_won_{d}d`` for each
-        of WON_WITHIN_DAYS and ``median_days_to_win`` (NaN when beyond the horizon).
+        survival: ``p_won_{d}d`` for each of WON_WITHIN_DAYS, ``median_days_to_win`` (NaN
+        when beyond the horizon) and ``probability`` (= P(won within the horizon)).
         """
-        X = features.reindex(columns=self.feature_names)
-        out = pd.DataFrame(index=features.index)
+        X = rows if getattr(self.model, "reads_feature_rows", False) else self._frame(rows)
         if self.kind == "survival":
-            days = [d for d in WON_WITHIN_DAYS if d <= self.horizon_days] or [self.horizon_days]
-            won = self.model.predict_won_within(X, days)
-            for i, d in enumerate(days):
-                out[f"p_won_{d}d"] = won[:, i]
-            out["median_days_to_win"] = self.model.predict_median_days(X)
-            out["probability"] = self.model.predict_proba(X)
-            return out
-        out["probability"] = self.model.predict_proba(X)
+            return self._survival_outputs(X)
+        out = {"probability": np.asarray(self.model.predict_proba(X), dtype=float)}
         if self.service_model is not None:
-            out["service_probability"] = self.service_model.predict_proba(X)
+            service_X = rows if getattr(self.service_model, "reads_feature_rows", False) else self._frame(rows)
+            out["service_probability"] = np.asarray(self.service_model.predict_proba(service_X), dtype=float)
         return out
+
+    def _survival_outputs(self, X: FeatureRows | pd.DataFrame) -> dict[str, np.ndarray]:
+        days = [d for d in WON_WITHIN_DAYS if d <= self.horizon_days] or [self.horizon_days]
+        out: dict[str, np.ndarray] = {}
+        if hasattr(self.model, "cumulative_incidence") and hasattr(self.model, "booster_"):
+            # One pass over the trees for all three outputs.
+            cif, times = self.model.cumulative_incidence(X)
+            won = won_within(cif, times, days + [self.horizon_days])
+            out.update({f"p_won_{d}d": won[:, i] for i, d in enumerate(days)})
+            out["median_days_to_win"] = median_from_cif(cif, times)
+            out["probability"] = won[:, -1]
+            return out
+        won = self.model.predict_won_within(X, days)
+        out.update({f"p_won_{d}d": won[:, i] for i, d in enumerate(days)})
+        out["median_days_to_win"] = np.asarray(self.model.predict_median_days(X), dtype=float)
+        out["probability"] = np.asarray(self.model.predict_proba(X), dtype=float)
+        return out
+
+    def _frame(self, rows: FeatureRows) -> pd.DataFrame:
+        return rows.to_frame().reindex(columns=self.feature_names)
 
     def percentile(self, probabilities: np.ndarray) -> np.ndarray:
         """Share (0-100) of the reference population scoring at or below each probability."""

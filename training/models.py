@@ -7,7 +7,9 @@ evaluation treats them alike.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -17,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
+from features.rows import FeatureRows
 from radar.config import ModelConfig
 
 EPS = 1e-6
@@ -88,6 +91,72 @@ def align_categories(frame: pd.DataFrame, categories: dict[str, list[str]]) -> p
     return out
 
 
+class InputLayout:
+    """How feature rows become the float matrix a trained booster reads.
+
+    The one input preparation of prediction and explanation alike. It gives what
+    ``align_categories`` followed by LightGBM's own pandas conversion gives (numbers as
+    floats, a category as its position in the training list, unseen or missing as NaN)
+    without building an aligned frame: on a single row the frame work costs far more than
+    the trees. Training keeps frames, because LightGBM learns which columns are
+    categorical from their dtype.
+    """
+
+    #: Up to this many rows, categories are looked up in a dict: pandas' vectorised lookup
+    #: has a fixed cost larger than a few dict lookups.
+    SMALL_BATCH = 64
+
+    def __init__(self, names: list[str], categories: dict[str, list[str]]) -> None:
+        self.names = names
+        self.numeric = [c for c in names if c not in categories]
+        self.numeric_at = np.array([j for j, c in enumerate(names) if c not in categories], dtype=np.int64)
+        #: Matrix column of every numeric feature: reasons read the values they show here.
+        self.numeric_index = {c: j for j, c in enumerate(names) if c not in categories}
+        self.categorical = [
+            (j, c, pd.Index(categories[c], dtype=object), {v: i for i, v in enumerate(categories[c])})
+            for j, c in enumerate(names)
+            if c in categories
+        ]
+
+    def matrix(self, rows: FeatureRows) -> np.ndarray:
+        """Shape (rows, features), in ``names`` order; computed once per rows and layout."""
+        return rows.memo(("matrix", id(self)), lambda: self._build(rows))
+
+    def _build(self, rows: FeatureRows) -> np.ndarray:
+        missing = [c for c in self.names if c not in rows]
+        if missing:
+            raise KeyError(f"missing feature columns: {missing[:5]}")
+        out = np.empty((len(rows), len(self.names)), dtype=np.float64)
+        if len(self.numeric_at):
+            out[:, self.numeric_at] = rows.block(self.numeric)
+        for j, column, categories, lookup in self.categorical:
+            values = rows.column(column)
+            if len(values) <= self.SMALL_BATCH:
+                codes = np.array([lookup.get(v, -1) for v in values.tolist()], dtype=np.int64)
+            else:
+                # Equality on objects, as align_categories compares: "5" is not 5.
+                codes = categories.get_indexer(values)
+            out[:, j] = np.where(codes < 0, np.nan, codes)
+        return out
+
+
+_LAYOUTS: weakref.WeakKeyDictionary[Any, InputLayout] = weakref.WeakKeyDictionary()
+
+
+def input_layout(model: Any) -> InputLayout:
+    """The layout of a fitted model (anything with ``feature_names_`` and ``categories_``),
+    built once per model and kept beside it rather than in it, so bundles pickle as before."""
+    layout = _LAYOUTS.get(model)
+    if layout is None:
+        layout = InputLayout(list(model.feature_names_), model.categories_)
+        _LAYOUTS[model] = layout
+    return layout
+
+
+def as_rows(X: pd.DataFrame | FeatureRows) -> FeatureRows:
+    return X if isinstance(X, FeatureRows) else FeatureRows.from_frame(X)
+
+
 def learn_categories(frame: pd.DataFrame) -> dict[str, list[str]]:
     """The category list of every non-numeric column, in sorted order."""
     categories = {}
@@ -120,6 +189,9 @@ def lightgbm_params(config: ModelConfig, objective: str, seed: int, **extra: obj
 
 class ProbabilityModel:
     """A calibrated LightGBM classifier for one binary target."""
+
+    #: Predicts from FeatureRows as well as frames (see InputLayout).
+    reads_feature_rows = True
 
     def __init__(self, config: ModelConfig | None = None, seed: int = 42, calibration: str = "auto") -> None:
         self.config = config or ModelConfig()
@@ -159,21 +231,28 @@ class ProbabilityModel:
             raise KeyError(f"missing feature columns: {missing[:5]}")
         return align_categories(X[self.feature_names_], self.categories_)
 
-    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+    def matrix(self, X: pd.DataFrame | FeatureRows) -> np.ndarray:
+        """The booster's input for rows of features (see InputLayout)."""
+        self._check_fitted()
+        return input_layout(self).matrix(as_rows(X))
+
+    def predict_raw(self, X: pd.DataFrame | FeatureRows) -> np.ndarray:
         """Uncalibrated probability from the trees."""
-        self._check_fitted()
-        return self.booster_.predict(self._prepare(X), num_iteration=self.booster_.best_iteration or None)
+        matrix = self.matrix(X)  # first: says clearly when the model is not fitted
+        return self.booster_.predict(matrix, num_iteration=self.booster_.best_iteration or None)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame | FeatureRows) -> np.ndarray:
         """Calibrated probability of the positive class."""
-        self._check_fitted()
-        return np.clip(self.calibrator_(self.predict_raw(X)), 0.0, 1.0)
+        raw = self.predict_raw(X)
+        return np.clip(self.calibrator_(raw), 0.0, 1.0)
 
-    def contributions(self, X: pd.DataFrame) -> np.ndarray:
-        """Per-feature TreeSHAP contributions in log-odds (last column: the expected value)."""
-        self._check_fitted()
+    def contributions(self, X: pd.DataFrame | FeatureRows, num_threads: int = 0) -> np.ndarray:
+        """Per-feature TreeSHAP contributions in log-odds (last column: the expected value);
+        ``num_threads`` 0 lets LightGBM use every core."""
+        matrix = self.matrix(X)
         return self.booster_.predict(
-            self._prepare(X), pred_contrib=True, num_iteration=self.booster_.best_iteration or None
+            matrix, pred_contrib=True, num_iteration=self.booster_.best_iteration or None,
+            num_threads=num_threads,
         )
 
     def size(self) -> dict[str, int]:

@@ -102,14 +102,14 @@ def explanation_cost(model: Any, X: pd.DataFrame, n_rows: int = 200) -> dict[str
         return {}
     dump = booster.dump_model(num_iteration=booster.best_iteration or None)
     trees = dump["tree_info"]
-    prepared = model._prepare(X.head(n_rows))
-    if hasattr(model, "_period_rows"):
-        prepared = model._period_rows(X.head(n_rows)).iloc[::model.n_periods]
-    rows = [prepared.iloc[[i]] for i in range(len(prepared))]
+    matrix = model.matrix(X.head(n_rows))
+    if hasattr(model, "n_periods"):  # hazard model: the first period's row, as reasons explain it
+        matrix = np.column_stack([matrix, np.zeros(len(matrix))])
     started = time.perf_counter()
-    for row in rows:
-        booster.predict(row, pred_contrib=True, num_iteration=booster.best_iteration or None)
-    per_row_ms = 1000 * (time.perf_counter() - started) / len(rows)
+    for i in range(len(matrix)):
+        booster.predict(matrix[i : i + 1], pred_contrib=True, num_iteration=booster.best_iteration or None,
+                        num_threads=1)
+    per_row_ms = 1000 * (time.perf_counter() - started) / len(matrix)
     return {"trees": float(len(trees)), "leaves": float(sum(t["num_leaves"] for t in trees)), "shap_ms_per_row": per_row_ms}
 
 

@@ -20,7 +20,8 @@ from sksurv.metrics import concordance_index_censored
 from sksurv.nonparametric import kaplan_meier_estimator
 
 from radar.config import ModelConfig
-from training.models import NotFittedError, align_categories, learn_categories, lightgbm_params
+from features.rows import FeatureRows
+from training.models import NotFittedError, align_categories, as_rows, input_layout, learn_categories, lightgbm_params
 
 EVENT_CODES = {"censored": 0, "won": 1, "lost": 2}
 PERIOD_COLUMN = "hazard_period"
@@ -48,6 +49,9 @@ def expand_periods(
 
 class HazardModel:
     """P(won within t days) and median days to win for open deals."""
+
+    #: Predicts from FeatureRows as well as frames (see training.models.InputLayout).
+    reads_feature_rows = True
 
     def __init__(self, config: ModelConfig | None = None, horizon_days: int = 90, seed: int = 42) -> None:
         self.config = config or ModelConfig()
@@ -90,42 +94,51 @@ class HazardModel:
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
         return align_categories(X[self.feature_names_], self.categories_)
 
-    def _period_rows(self, X: pd.DataFrame) -> pd.DataFrame:
-        prepared = self._prepare(X)
-        rows = prepared.iloc[np.repeat(np.arange(len(X)), self.n_periods)].reset_index(drop=True)
-        rows[PERIOD_COLUMN] = np.tile(np.arange(self.n_periods), len(X)).astype(float)
-        return rows
-
-    def hazards(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Per-period hazards of winning and losing, each of shape (deals, periods)."""
+    def matrix(self, X: pd.DataFrame | FeatureRows) -> np.ndarray:
+        """The booster's input for the features of each deal, without the period column."""
         if not hasattr(self, "booster_"):
             raise NotFittedError("call fit() before predicting")
-        probs = self.booster_.predict(self._period_rows(X), num_iteration=self.booster_.best_iteration or None)
-        probs = probs.reshape(len(X), self.n_periods, 3)
+        return input_layout(self).matrix(as_rows(X))
+
+    def _period_matrix(self, X: pd.DataFrame | FeatureRows) -> np.ndarray:
+        """One row per deal and period: the deal's features, then the period (last column)."""
+        deals = self.matrix(X)
+        rows = np.repeat(deals, self.n_periods, axis=0)
+        period = np.tile(np.arange(self.n_periods, dtype=float), len(deals))
+        return np.column_stack([rows, period])
+
+    def hazards(self, X: pd.DataFrame | FeatureRows) -> tuple[np.ndarray, np.ndarray]:
+        """Per-period hazards of winning and losing, each of shape (deals, periods)."""
+        rows = self._period_matrix(X)  # first: says clearly when the model is not fitted
+        probs = self.booster_.predict(rows, num_iteration=self.booster_.best_iteration or None)
+        probs = probs.reshape(-1, self.n_periods, 3)
         return probs[:, :, 1], probs[:, :, 2]
 
-    def cumulative_incidence(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def cumulative_incidence(self, X: pd.DataFrame | FeatureRows) -> tuple[np.ndarray, np.ndarray]:
         """CIF of winning at the end of each period, and the period end times in days."""
         h_won, h_lost = self.hazards(X)
         still_open = np.cumprod(1.0 - h_won - h_lost, axis=1)
-        open_at_start = np.hstack([np.ones((len(X), 1)), still_open[:, :-1]])
+        open_at_start = np.hstack([np.ones((len(h_won), 1)), still_open[:, :-1]])
         cif = np.cumsum(open_at_start * h_won, axis=1)
         times = self.period_days * np.arange(1, self.n_periods + 1, dtype=float)
         return cif, times
 
-    def predict_won_within(self, X: pd.DataFrame, days: list[int]) -> np.ndarray:
+    def predict_won_within(self, X: pd.DataFrame | FeatureRows, days: list[int]) -> np.ndarray:
         """P(won within each of ``days``), shape (deals, len(days)), read off the CIF."""
-        cif, times = self.cumulative_incidence(X)
-        return np.column_stack([_interpolate(cif, times, d) for d in days])
+        return won_within(*self.cumulative_incidence(X), days)
 
-    def predict_median_days(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_median_days(self, X: pd.DataFrame | FeatureRows) -> np.ndarray:
         """Days until the chance of having won reaches 50 %; NaN if not within the horizon."""
-        cif, times = self.cumulative_incidence(X)
-        return median_from_cif(cif, times)
+        return median_from_cif(*self.cumulative_incidence(X))
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame | FeatureRows) -> np.ndarray:
         """P(won within the horizon): the single probability evaluation compares."""
         return self.predict_won_within(X, [self.horizon_days])[:, 0]
+
+
+def won_within(cif: np.ndarray, times: np.ndarray, days: list[int]) -> np.ndarray:
+    """P(won within each of ``days``) read off a CIF, shape (deals, len(days))."""
+    return np.column_stack([_interpolate(cif, times, d) for d in days])
 
 
 def _interpolate(cif: np.ndarray, times: np.ndarray, day: float) -> np.ndarray:
