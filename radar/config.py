@@ -123,6 +123,10 @@ class ServingConfig(BaseModel):
     # Largest request body: 8 MiB holds a full batch by id many times over and a batch of
     # histories of ordinary size; a bigger body is refused with 413 before it is read. 0: off.
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=0)
+    # Worker processes of the scoring server, each with its own copy of the models. Scoring
+    # is Python-bound under the GIL, so one worker uses one core; one per core is the
+    # measured best on the benchmark machine (docs/benchmarks.md).
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
 
 
 class Settings(BaseSettings):

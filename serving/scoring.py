@@ -189,7 +189,8 @@ def target_answers(
             np.asarray(outputs["service_probability"]) > probability, "service", "indifference"
         ).astype(object)
     if top_k:
-        reasons = explain_top_reasons(bundle, rows, top_k)
+        # Every core for a batch; a serving worker has OMP_NUM_THREADS=1, so one there.
+        reasons = explain_top_reasons(bundle, rows, top_k, num_threads=0)
         columns["reasons"] = [[r.to_dict() for r in row] for row in reasons]
         columns["reasons_text"] = [reasons_text(row) for row in reasons]
     elif top_k is not None:

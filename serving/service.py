@@ -51,6 +51,7 @@ web.mount("/ui", StaticFiles(directory=ui_api.UI_DIR, html=True), name="ui")
     # One thread per worker: LightGBM's threading costs more than it gains on single rows.
     resources={"cpu": "1"},
     envs=[{"name": "OMP_NUM_THREADS", "value": "1"}],
+    workers=_serving.workers,
     traffic={"timeout": 30, "concurrency": 64},
     http={"host": _serving.host, "port": _serving.port},
 )
@@ -85,8 +86,10 @@ class Radar:
             return JSONResponse(err.body(), status_code=err.status)
 
     @bentoml.api(route="/score")
-    def score(self, request: ScoreRequest, /) -> PersonScores:
+    async def score(self, request: ScoreRequest, /) -> PersonScores:
         """Score one person, by person_id (feature store) or by history (raw events)."""
+        # On the event loop, not in a thread: one person is a millisecond of CPU under the
+        # GIL either way, and the thread hand-off cost as much again. Batches stay in threads.
         return self._answer(lambda app: app.score(request))  # type: ignore[return-value]
 
     @bentoml.api(route="/score_batch")

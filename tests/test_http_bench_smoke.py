@@ -12,8 +12,8 @@ ARGV = ["--customers", "2000", "--snapshots", "3", "--duration", "3", "--clients
 
 
 @pytest.fixture(scope="module")
-def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, HttpBench]:
-    argv = ARGV + ["--cache-dir", str(tmp_path_factory.mktemp("generated"))]
+def measured(bench_cache: Path) -> tuple[str, HttpBench]:
+    argv = ARGV + ["--cache-dir", str(bench_cache)]
     return run(_parser().parse_args(argv), "python -m benchmarks.http_bench " + " ".join(argv))
 
 
