@@ -34,6 +34,16 @@ MappingOpt = Annotated[
     Optional[Path],
     typer.Option("--mapping", "-m", help="Column-mapping YAML file (see data/mapping.example.yaml)."),
 ]
+ENGINES = ("pandas", "spark")
+EngineOpt = Annotated[
+    str,
+    typer.Option("--engine", help="pandas (this process) or spark (settings.spark.master; see docs/spark.md)."),
+]
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
 
 
 def _parse_day(value: str) -> "date":
@@ -110,10 +120,12 @@ def features(
     store: Annotated[
         Optional[Path], typer.Option("--store", help="Feature store file (default: WORK_DIR/feature_store.sqlite).")
     ] = None,
+    engine: EngineOpt = "pandas",
 ) -> None:
     """Build one row of point-in-time features per person as of a day."""
     if out is None and not materialize:
         raise typer.BadParameter("give --out FILE.parquet and/or --materialize")
+    _check_engine(engine)
     import pandas as pd
 
     from features.atomic import write_parquet
@@ -123,8 +135,13 @@ def features(
     moment = pd.Timestamp(_parse_day(as_of))
     loaded = _load(data_dir, mapping, settings)
     started = time.perf_counter()
-    with console.status(f"Building features as of {moment.date()}..."):
-        frame = build_features(loaded.data, moment, settings.features)
+    with console.status(f"Building features as of {moment.date()} ({engine})..."):
+        if engine == "spark":
+            from features.spark import build_features_spark
+
+            frame = build_features_spark(loaded.data, moment, settings)
+        else:
+            frame = build_features(loaded.data, moment, settings.features)
     seconds = time.perf_counter() - started
     if out is not None:
         write_parquet(frame, out)
@@ -275,9 +292,14 @@ def score(
     alias: Annotated[str, typer.Option(help="Flat table: which registered version (champion or challenger).")] = "champion",
     top_k: Annotated[int, typer.Option("--top-k", min=0, max=20, help="Reasons per score (0: none).")] = 5,
     mapping: MappingOpt = None,
+    engine: EngineOpt = "pandas",
 ) -> None:
     """Score every eligible person with the champions and write the answers."""
     import pandas as pd
+
+    _check_engine(engine)
+    if engine == "spark" and table is not None:
+        raise typer.BadParameter("--engine spark scores a CRM folder, not a flat --table")
 
     from serving.export import write_scores
 
@@ -299,7 +321,12 @@ def score(
         champions = load_champions(settings)
         if not champions:
             raise typer.BadParameter("no champion models yet: run `radar train DIR` first")
-        scores = score_people(data, moment, champions, settings, top_k=top_k or None)
+        if engine == "spark":
+            from serving.spark_scoring import score_people_spark
+
+            scores = score_people_spark(data, moment, champions, settings, top_k=top_k or None)
+        else:
+            scores = score_people(data, moment, champions, settings, top_k=top_k or None)
         # One cell of plain sentences for CRMs and spreadsheets; the structured list stays
         # in the API's answers.
         scores = scores.drop(columns=["reasons"], errors="ignore")

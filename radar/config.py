@@ -129,6 +129,21 @@ class ServingConfig(BaseModel):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
 
 
+class SparkConfig(BaseModel):
+    """The Spark engine of ``radar features|score --engine spark`` (see docs/spark.md).
+
+    ``master`` is any Spark master URL: ``local[N]``, ``spark://host:7077``, ``yarn``,
+    ``k8s://...``. Persons are hashed into ``buckets`` groups and the feature pipeline runs
+    once per group, so a bucket should hold thousands of persons, not a handful. ``conf``
+    is passed to the session as is, e.g. ``{"spark.executor.memory": "4g"}``.
+    """
+
+    master: str = "local[2]"
+    app_name: str = "radar"
+    buckets: int = Field(16, ge=1)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Everything configurable in Radar."""
 
@@ -146,6 +161,7 @@ class Settings(BaseSettings):
     scoring: ScoringConfig = ScoringConfig()
     lists: ListSettings = ListSettings()
     serving: ServingConfig = ServingConfig()
+    spark: SparkConfig = SparkConfig()
 
     @property
     def tracking_uri(self) -> str:
