@@ -3,14 +3,17 @@
 Requests forbid unknown fields, so a misspelt field is named in the 400 answer instead of
 being ignored. ``hide_input_in_errors`` keeps the offending value (possibly an e-mail or a
 phone number) out of error messages and the server log; the error still names the field.
+Numbers are strict (``false`` or ``"12"`` is no amount) and times are ISO 8601 text within
+:data:`EARLIEST`..:data:`LATEST`, so malformed data gets a 400 rather than a guess.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal, Optional
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, model_validator
 
 from features.contract import DEAL_OUTCOMES, DEAL_STAGES, INTERACTION_TYPES, ORDER_STATUSES
 
@@ -23,6 +26,31 @@ DealOutcome = Literal[DEAL_OUTCOMES]  # type: ignore[valid-type]
 MAX_TOP_K = 20
 
 _REQUEST = ConfigDict(extra="forbid", hide_input_in_errors=True)
+#: Times a request may carry. The pipeline holds times as pandas nanoseconds (years 1677 to
+#: 2262), and an event outside these years is a typo in the CRM, not history.
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2200, 1, 1)
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    """Times as ISO 8601 text (or datetimes, from Python), never numbers: pydantic would read
+    ``1700000000`` or ``"0"`` as seconds since 1970, which no CRM means."""
+    if isinstance(value, (bool, int, float)) or (isinstance(value, str) and not _ISO_DAY.match(value)):
+        raise ValueError("a time must be ISO 8601 text, e.g. 2025-01-15T10:00:00Z")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    # Aware datetimes compare in UTC without overflow, whatever their offset.
+    low, high = (EARLIEST, LATEST) if value.tzinfo is None else (
+        EARLIEST.replace(tzinfo=timezone.utc), LATEST.replace(tzinfo=timezone.utc))
+    if not low <= value < high:
+        raise ValueError(f"a time must lie in the years {EARLIEST.year} to {LATEST.year - 1}")
+    return value
+
+
+#: A time in a request (an event, or ``as_of``).
+Moment = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_in_range)]
 
 
 class Lead(BaseModel):
@@ -30,22 +58,22 @@ class Lead(BaseModel):
 
     model_config = _REQUEST
     lead_id: Optional[str] = None
-    created_at: datetime
+    created_at: Moment
     source: Optional[str] = Field(None, description="Channel the lead came from.")
     campaign: Optional[str] = None
     status: Optional[str] = None
-    converted_at: Optional[datetime] = Field(None, description="When the lead became a customer.")
-    attributes: dict[str, str | float | None] = Field(
+    converted_at: Optional[Moment] = Field(None, description="When the lead became a customer.")
+    attributes: dict[str, str | StrictFloat | None] = Field(
         default_factory=dict, description="Any lead attribute columns: country, industry, company_size…"
     )
 
 
 class Interaction(BaseModel):
     model_config = _REQUEST
-    timestamp: datetime
+    timestamp: Moment
     type: InteractionType
     channel: Optional[str] = None
-    value: Optional[float] = Field(None, description="NPS score, seconds on page…")
+    value: Optional[float] = Field(None, strict=True, allow_inf_nan=False, description="NPS score, seconds on page…")
     deal_id: Optional[str] = None
     stage: Optional[DealStage] = None
 
@@ -53,8 +81,8 @@ class Interaction(BaseModel):
 class Order(BaseModel):
     model_config = _REQUEST
     order_id: Optional[str] = None
-    timestamp: datetime
-    amount: float = Field(ge=0)
+    timestamp: Moment
+    amount: float = Field(ge=0, strict=True, allow_inf_nan=False)
     status: OrderStatus = "paid"
     product: Optional[str] = None
     category: Optional[str] = None
@@ -64,11 +92,11 @@ class Order(BaseModel):
 class Deal(BaseModel):
     model_config = _REQUEST
     deal_id: str = Field(min_length=1)
-    created_at: datetime
+    created_at: Moment
     stage: Optional[DealStage] = None
-    closed_at: Optional[datetime] = None
+    closed_at: Optional[Moment] = None
     outcome: DealOutcome = "open"
-    amount: Optional[float] = Field(None, ge=0)
+    amount: Optional[float] = Field(None, ge=0, strict=True, allow_inf_nan=False)
     owner: Optional[str] = None
 
 
@@ -97,7 +125,7 @@ class PersonRequest(BaseModel):
     model_config = _REQUEST
     person_id: Optional[str] = Field(None, min_length=1, max_length=200)
     history: Optional[PersonHistory] = None
-    as_of: Optional[datetime] = Field(
+    as_of: Optional[Moment] = Field(
         None,
         description="Score as of this moment (only events strictly before it count). By id: a "
         "materialised day (default: the latest). With a history: default now (UTC).",
@@ -115,7 +143,7 @@ class ScoreOptions(BaseModel):
     targets: Optional[list[Target]] = Field(
         None, min_length=1, description="Targets to score (default: every target that applies)."
     )
-    top_k: Optional[int] = Field(None, ge=0, le=MAX_TOP_K, description="Reasons per score (default 5).")
+    top_k: Optional[int] = Field(None, ge=0, le=MAX_TOP_K, strict=True, description="Reasons per score (default 5).")
 
 
 class ScoreRequest(PersonRequest, ScoreOptions):

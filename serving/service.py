@@ -12,7 +12,7 @@ import threading
 from typing import Callable, Literal
 
 import bentoml
-from fastapi import FastAPI
+from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
@@ -21,6 +21,8 @@ from radar.config import load_settings
 from serving import ui_api
 from serving.app import ApiError, ScoringApp, build_app
 from serving.auth import ApiKeyMiddleware
+from serving.media import JsonBodyMiddleware
+from serving.openapi import OpenApiMiddleware
 from serving.limits import LimitsMiddleware
 from serving.schemas import BatchRequest, BatchResponse, ModelsResponse, PersonScores, ScoreRequest
 
@@ -103,11 +105,18 @@ class Radar:
         return self._answer(lambda app: app.model_list())  # type: ignore[return-value]
 
     @web.get("/lists")
-    def lists(self, name: str | None = None, channel: str | None = None, grade: str | None = None,
-              owner: str | None = None, segment: str | None = None) -> dict:
-        """One action list's rows (no name: every list's size), filtered like `radar lists`."""
+    def lists(self, request: Request, name: str | None = None, channel: list[str] | None = Query(None),
+              grade: list[str] | None = Query(None), owner: list[str] | None = Query(None),
+              segment: list[str] | None = Query(None)) -> dict:
+        """One action list's rows (no name: every list's size), filtered like `radar lists`;
+        a filter may repeat (rows matching any of its values)."""
         filters = ui_api.parse_filters({"channel": channel, "grade": grade, "owner": owner, "segment": segment})
-        return self._answer(lambda app: ui_api.list_answer(self.views, name, filters))  # type: ignore
+
+        def answer(app: ScoringApp) -> dict:
+            ui_api.check_parameters(request.query_params.multi_items())
+            return ui_api.list_answer(self.views, name, filters)
+
+        return self._answer(answer)  # type: ignore
 
     @web.get("/kpis")
     def kpis(self) -> dict:
@@ -117,3 +126,5 @@ class Radar:
 
 Radar.add_asgi_middleware(ApiKeyMiddleware)
 Radar.add_asgi_middleware(LimitsMiddleware)  # inside the key check: buckets only for accepted keys
+Radar.add_asgi_middleware(JsonBodyMiddleware)  # a form-encoded body gets 415, not BentoML's form parser
+Radar.add_asgi_middleware(OpenApiMiddleware)  # Radar's own answers in GET /docs.json

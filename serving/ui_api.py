@@ -86,9 +86,32 @@ def views_day(settings: Settings, data: CRMData) -> pd.Timestamp:
 # --- /lists ------------------------------------------------------------------------------------
 
 
-def parse_filters(values: dict[str, str | None]) -> dict[str, str]:
-    """The filters that were given (empty strings mean "any")."""
-    return {k: v.strip() for k, v in values.items() if k in FILTERS and v and v.strip()}
+def parse_filters(values: dict[str, str | list[str] | None]) -> dict[str, str | tuple[str, ...]]:
+    """The filters that were given (empty strings mean "any"). A list (a filter repeated in the
+    query, ``?grade=A&grade=B``) keeps every value: rows matching any of them."""
+    out: dict[str, str | tuple[str, ...]] = {}
+    for k, v in values.items():
+        if k not in FILTERS or not v:
+            continue
+        if isinstance(v, str):
+            if v.strip():
+                out[k] = v.strip()
+            continue
+        kept = tuple(dict.fromkeys(x.strip() for x in v if x and x.strip()))
+        if kept:
+            out[k] = kept
+    return out
+
+
+def check_parameters(items: list[tuple[str, str]]) -> None:
+    """Refuse a parameter of /lists given empty (``?grade=``: leave it out to mean any) and a
+    ``name`` given twice (which list was meant is a guess), as the schema says."""
+    given = [(k, v) for k, v in items if k in ("name", *FILTERS)]
+    if sum(k == "name" for k, _ in given) > 1:
+        raise ApiError(422, "name given more than once", field="name", detail="ask for one list at a time")
+    empty = sorted(k for k, v in given if not v)
+    if empty:
+        raise ApiError(422, f"{empty[0]} is empty", field=empty[0], detail="leave a parameter out to mean any")
 
 
 def lists_for(views: UiViews, filters: dict[str, str]) -> dict[str, pd.DataFrame]:
