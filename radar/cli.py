@@ -392,6 +392,53 @@ def report(
 
 
 @app.command()
+def monitor(
+    data_dir: DataDir,
+    as_of: Annotated[
+        Optional[str], typer.Option("--as-of", help="Compare as of this day (default: day after the data).")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report file: .md (Markdown) or .html.")] = None,
+    top: Annotated[int, typer.Option(min=1, help="Features listed per target in the report.")] = 15,
+    mapping: MappingOpt = None,
+) -> None:
+    """Drift of today's features and scores from each champion's training profile (PSI,
+    missing shares). Exit 0: fine; 3: drift past monitoring.fail_on; 2: bad input."""
+    import pandas as pd
+
+    from serving.monitor import EXIT_DRIFT, monitor_crm, summary_lines, write_report
+    from serving.scoring import load_champions
+    from training.datasets import data_span
+    from training.drift import NoProfile, profile_of
+
+    if out is not None and out.suffix.lower() not in (".md", ".html", ".htm"):
+        raise typer.BadParameter(f"--out must end in .md or .html, not {out.name!r}")
+    moment = pd.Timestamp(_parse_day(as_of)) if as_of else None
+    settings = load_settings()
+    champions = load_champions(settings)
+    if not champions:
+        raise typer.BadParameter("no champion models yet: run `radar train DIR` first")
+    missing = []
+    for champion in champions.values():
+        try:
+            profile_of(champion.bundle)
+        except NoProfile as err:
+            missing.append(str(err))
+    if len(missing) == len(champions):
+        raise typer.BadParameter("no champion has a drift profile to compare with: " + "; ".join(missing))
+    data = _load(data_dir, mapping, settings).data
+    moment = moment if moment is not None else data_span(data)[1]
+    with console.status(f"Comparing {moment.date()} with the champions' training profiles..."):
+        drift = monitor_crm(data, moment, champions, settings)
+    for line in summary_lines(drift):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if out is not None:
+        write_report(drift, out, top)
+        console.print(f"Drift report written to {out}")
+    if drift.failed:
+        raise typer.Exit(EXIT_DRIFT)
+
+
+@app.command()
 def promote(
     target: Annotated[str, typer.Argument(help="Target or flat-table model name.")],
     version: Annotated[Optional[int], typer.Option(help="Version to make champion (default: the challenger).")] = None,

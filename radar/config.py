@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
+from pydantic import model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -129,6 +130,37 @@ class ServingConfig(BaseModel):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
 
 
+class MonitoringConfig(BaseModel):
+    """Drift monitoring (``radar monitor``, the server's ``/metrics``): today's features and
+    scores against the profile kept with each champion (see ``training.drift``)."""
+
+    # PSI bands as credit scoring has long read them: under 0.1 the population is stable,
+    # 0.1-0.25 it has moved enough to look at, over 0.25 it has changed enough that the
+    # model's ranking and percentiles may no longer hold.
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    # Change in a feature's share of missing values (now minus at training, 0-1). A 5-point
+    # move is worth a look; 10 points is more than a population drifts in a quarter and
+    # usually means a broken export, mapping or join.
+    missing_share_warn: float = Field(0.05, gt=0, le=1)
+    missing_share_alert: float = Field(0.10, gt=0, le=1)
+    # PSI over few rows is mostly sampling noise (about (bins - 1) / rows per side): a
+    # target with fewer rows than this, now or at training, is reported but not judged.
+    min_rows: int = Field(200, ge=1)
+    # The level that makes `radar monitor` exit non-zero (exit code 3).
+    fail_on: Literal["warn", "alert"] = "alert"
+    # Shape of the profile, fixed when a model is trained: quantile bins per numeric
+    # feature and categories kept per text feature (the rest share an "other" bucket).
+    bins: int = Field(10, ge=2, le=100)
+    max_categories: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MonitoringConfig":
+        if self.psi_warn > self.psi_alert or self.missing_share_warn > self.missing_share_alert:
+            raise ValueError("monitoring: a warn threshold must not exceed its alert threshold")
+        return self
+
+
 class SparkConfig(BaseModel):
     """The Spark engine of ``radar features|score --engine spark`` (see docs/spark.md).
 
@@ -162,6 +194,7 @@ class Settings(BaseSettings):
     lists: ListSettings = ListSettings()
     serving: ServingConfig = ServingConfig()
     spark: SparkConfig = SparkConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @property
     def tracking_uri(self) -> str:

@@ -21,6 +21,7 @@ from radar.config import load_settings
 from serving import ui_api
 from serving.app import ApiError, ScoringApp, build_app
 from serving.auth import ApiKeyMiddleware
+from serving.monitor import publish_store_drift
 from serving.media import JsonBodyMiddleware
 from serving.openapi import OpenApiMiddleware
 from serving.limits import LimitsMiddleware
@@ -73,6 +74,8 @@ class Radar:
             # Before `app` is set, so /readyz waits for the CRM tables the lists read too.
             self.views = ui_api.load_views(settings, app.models.champions)
             self.app = app
+            # Drift gauges for /metrics, after readiness so they never delay it; logs, never raises.
+            publish_store_drift(app.store, app.models.champions, settings)
         except Exception:  # logged: /readyz stays 503 and says nothing more to the world
             logger.exception("loading the champions failed")
 

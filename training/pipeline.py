@@ -23,6 +23,7 @@ from training import plots
 from training.baselines import make_baselines
 from training.bundle import WON_WITHIN_DAYS, TargetBundle
 from training.datasets import SURVIVAL_TARGETS, TARGETS, TargetRows, data_span, snapshot_features, split_rows
+from training.drift import build_profile
 from training.metrics import binary_metrics
 from training.models import ProbabilityModel
 from training.snapshots import SnapshotPlan, plan_snapshots
@@ -197,7 +198,9 @@ def make_bundle(
     service_model: Any | None = None,
     notes: list[str] | None = None,
 ) -> TargetBundle:
-    """The bundle of one contender (the model, or a baseline standing in for it)."""
+    """The bundle of one contender (the model, or a baseline standing in for it), with the
+    drift profile of its test snapshot (``training.drift``)."""
+    probabilities = model.predict_proba(test_X)
     return TargetBundle(
         target=target,
         kind="survival" if target in SURVIVAL_TARGETS else "binary",
@@ -205,13 +208,14 @@ def make_bundle(
         feature_names=list(test_X.columns),
         model_type="lightgbm" if chosen == MODEL else chosen,
         metrics={name: _clean(m) for name, m in comparison.to_dict(orient="index").items()},
-        reference_probabilities=np.sort(model.predict_proba(test_X)),
+        reference_probabilities=np.sort(probabilities),
         horizon_days=settings.training.horizon_days,
         snapshot_plan=plan.to_dict(),
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         service_model=service_model,
         notes=list(notes or []),
         cost=explanation_cost(model, test_X),
+        profile=build_profile(test_X, probabilities, plan.test, settings.monitoring).to_dict(),
     )
 
 
