@@ -515,13 +515,15 @@ def _print_first_call(folder: Path, scores_file: Path) -> None:
     """Create a demo API key, keep it in a private file and show a working curl line."""
     import pandas as pd
 
+    from features.atomic import atomic_path
     from serving.auth import create_key
 
     settings = load_settings()
     key = create_key(settings.serving.api_keys_file)
     key_file = folder / "api_key.txt"
-    key_file.write_text(key + "\n", encoding="utf-8")
-    key_file.chmod(0o600)
+    with atomic_path(key_file) as temp:  # private before the key is in it; whole or absent
+        temp.chmod(0o600)
+        temp.write_text(key + "\n", encoding="utf-8")
     person = str(pd.read_csv(scores_file, usecols=["person_id"], nrows=1)["person_id"].iloc[0])
     url = f"http://{settings.serving.host}:{settings.serving.port}/score"
     body = '{"person_id": "%s", "top_k": 3}' % person

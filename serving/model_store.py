@@ -32,6 +32,9 @@ class LoadedModels:
     champions: dict[str, Champion] = field(default_factory=dict)
     infos: dict[str, ModelInfo] = field(default_factory=dict)
     source: str = "none"
+    #: Why these are not the registry's champions (served degraded from BentoML's store),
+    #: or why there are none; None when the registry answered.
+    problem: str | None = None
 
 
 def bento_model_name(target: str) -> str:
@@ -89,7 +92,8 @@ def load_models(settings: Settings, source: Source = "auto") -> LoadedModels:
     """Champions from the registry, or from the BentoML store when asked or when the
     registry is unreachable or empty."""
     if source == "bentoml":
-        return load_from_bentoml()
+        return _from_store_because(None)
+    where = _safe_uri(settings.tracking_uri)
     try:
         loaded = load_from_registry(settings)
     # The registry may be a remote server or a file on a dead mount: whatever the failure,
@@ -98,11 +102,39 @@ def load_models(settings: Settings, source: Source = "auto") -> LoadedModels:
         if source == "mlflow":
             raise
         logger.warning("MLflow registry unavailable (%s); loading from the BentoML model store", type(err).__name__)
-        return load_from_bentoml()
+        return _from_store_because(f"MLflow registry {where} unreachable ({type(err).__name__})")
     if not loaded.champions and source == "auto":
         logger.warning("no champion in the MLflow registry; loading from the BentoML model store")
-        return load_from_bentoml()
+        return _from_store_because(f"no champion in the MLflow registry {where}")
+    if not loaded.champions:
+        loaded.problem = f"no champion in the MLflow registry {where}: run `radar train DIR`"
     return loaded
+
+
+def _from_store_because(registry_problem: str | None) -> LoadedModels:
+    """BentoML's store; ``problem`` says why the server is degraded or has nothing to serve."""
+    loaded = load_from_bentoml()
+    if loaded.champions and registry_problem:
+        loaded.problem = f"{registry_problem}: serving the champions exported to BentoML's model store"
+    elif not loaded.champions:
+        none_here = f"BentoML's model store ({_bentoml_models_dir()}) holds no radar-* models"
+        fix = "run `radar train DIR`, or `radar bento export` where the registry is reachable"
+        loaded.problem = f"{registry_problem + '; ' if registry_problem else ''}{none_here}: {fix}"
+    return loaded
+
+
+def _bentoml_models_dir() -> str:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return str(BentoMLContainer.model_store_dir.get())
+
+
+def _safe_uri(uri: str) -> str:
+    """The tracking URI without credentials (user:password@) for messages and logs."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return uri
+    return f"{scheme}://{rest.split('@', 1)[1]}"
 
 
 def export_to_bentoml(settings: Settings) -> list[str]:

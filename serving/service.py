@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
 
 from radar.config import load_settings
-from serving import ui_api
+from serving import health, ui_api
 from serving.app import ApiError, ScoringApp, build_app
 from serving.auth import ApiKeyMiddleware
 from serving.monitor import publish_store_drift
@@ -65,19 +65,22 @@ class Radar:
         # until every champion is in memory.
         self.app: ScoringApp | None = None
         self.views: ui_api.UiViews | None = None
+        self.health: health.Health = health.LOADING  # GET /status: ok, degraded and why
         threading.Thread(target=self._load, name="radar-load", daemon=True).start()
 
     def _load(self) -> None:
         try:
             settings = load_settings()
             app = build_app(settings, args.model_source)
+            self.health = health.at_start(app)  # logs each problem; drops a damaged feature store
             # Before `app` is set, so /readyz waits for the CRM tables the lists read too.
             self.views = ui_api.load_views(settings, app.models.champions)
             self.app = app
             # Drift gauges for /metrics, after readiness so they never delay it; logs, never raises.
             publish_store_drift(app.store, app.models.champions, settings)
-        except Exception:  # logged: /readyz stays 503 and says nothing more to the world
+        except Exception as err:  # logged: /readyz stays 503 and says nothing more to the world
             logger.exception("loading the champions failed")
+            self.health = health.failed(err)
 
     def __is_ready__(self) -> bool:
         return self.app is not None and bool(self.app.models.champions)
@@ -125,6 +128,12 @@ class Radar:
     def kpis(self) -> dict:
         """The KPI tables the report charts, as JSON."""
         return self._answer(lambda app: ui_api.kpi_answer(self.views))  # type: ignore
+
+    @web.get("/status")
+    def status(self) -> dict:
+        """ok, degraded (models from BentoML's store, damaged feature store) or unavailable,
+        with the model source and the reasons; answers while /readyz still says 503."""
+        return self.health.body()
 
 
 Radar.add_asgi_middleware(ApiKeyMiddleware)

@@ -18,6 +18,7 @@ import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types.schema import ColSpec, Schema
 
+from features.atomic import atomic_path
 from training.bundle import TargetBundle
 
 BUNDLE_ARTIFACT = "bundle"
@@ -44,7 +45,9 @@ class RadarPyfunc(mlflow.pyfunc.PythonModel):
 def save_bundle(bundle: TargetBundle, folder: Path) -> Path:
     """Write the bundle for ``artifacts={"bundle": path}``; returns the path."""
     path = Path(folder) / BUNDLE_FILE
-    joblib.dump(bundle, path, compress=3)
+    # Renamed into place once complete: a killed writer leaves no half-written model.
+    with atomic_path(path) as temp:
+        joblib.dump(bundle, temp, compress=3)
     return path
 
 

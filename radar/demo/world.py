@@ -129,10 +129,13 @@ def _fill_values(rng: np.random.Generator, events: Events, people: People) -> No
 
 
 def write_table(table: pa.Table, path: Path, file_format: Literal["csv", "parquet"]) -> None:
-    if file_format == "parquet":
-        pq.write_table(table, path, compression="zstd")
-    else:
-        pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(quoting_style="needed"))
+    from features.atomic import atomic_path
+
+    with atomic_path(path) as temp:  # a half-written table is never there to be loaded
+        if file_format == "parquet":
+            pq.write_table(table, temp, compression="zstd")
+        else:
+            pacsv.write_csv(table, temp, write_options=pacsv.WriteOptions(quoting_style="needed"))
 
 
 def generate_world(
