@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract import (
     DEAL_OUTCOMES,
@@ -203,9 +205,16 @@ def _no_one() -> pd.Index:
 def _category_codes(frame: pd.DataFrame, name: str, categories: tuple[str, ...]) -> np.ndarray:
     if name not in frame.columns:
         return np.full(len(frame), -1, dtype=np.int8)
-    # Hash the rows once and look up only the few distinct values: a Categorical built
-    # straight from a long text column turns every row into a Python string first.
-    local, uniques = pd.factorize(frame[name])
+    values = frame[name]
+    text = pa.array(values.array) if hasattr(values.array, "__arrow_array__") else None
+    if text is not None and (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        # Arrow text (as tables are loaded): each row is looked up among the few categories
+        # in one C++ pass (missing or unknown → null → -1), with no Python string per row.
+        found = pc.index_in(text, value_set=pa.array(categories, type=text.type))
+        return pc.fill_null(found, -1).to_numpy().astype(np.int8)
+    # Otherwise hash the rows once and look up only the few distinct values: a Categorical
+    # built straight from a long text column turns every row into a Python string first.
+    local, uniques = pd.factorize(values)
     positions = pd.Index(list(categories)).get_indexer(uniques) if len(uniques) else np.zeros(0, dtype=np.int64)
     return np.append(positions, -1).astype(np.int8)[local]
 

@@ -171,6 +171,11 @@ def interaction_features(events: InteractionEvents, m: Moment) -> Columns:
 
 def _type_window_counts(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
     n_types = len(INTERACTION_TYPES)
+    # Only events inside the longest window can count: keep those once, so each window is a
+    # pass over them rather than over the whole history (at the scoring moment, the last
+    # year of three).
+    recent = in_window(age, max(m.config.windows_days, default=0))
+    code, kind, age = code[recent], kind[recent], age[recent]
     # Type-major cells, so each type's counts are one contiguous slice of the bincount.
     cell = kind.astype(np.int64) * m.n + code
     by_type_window: dict[tuple[str, int], np.ndarray] = {}
@@ -178,6 +183,7 @@ def _type_window_counts(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: 
         counts = np.bincount(cell[in_window(age, days)], minlength=n_types * m.n).reshape(n_types, m.n)
         for kind_name in COUNTED_TYPES:
             by_type_window[kind_name, days] = counts[_KIND[kind_name]].astype(np.float64)
+        del counts  # one window's counts (15 × persons) alive at a time, not two
     return {
         f"n_{kind_name}_{days}d": by_type_window[kind_name, days]
         for kind_name in COUNTED_TYPES
@@ -195,13 +201,18 @@ def _kinds(kind: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
 
 def _engagement(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
     engaged = _kinds(kind, ENGAGEMENT_TYPES)
+    recent_days, base_days = m.config.trend_recent_days, m.config.trend_base_days
+    # Window counts only see engagement inside the longest window (or trend span): select
+    # it once and count each window over that subset, not over the whole history.
+    longest = max((*m.config.windows_days, recent_days + base_days))
+    counted = engaged & in_window(age, longest)
+    e_code, e_age = code[counted], age[counted]
     cols: Columns = {
-        f"n_engagement_{days}d": grouped.count(code, m.n, engaged & in_window(age, days))
+        f"n_engagement_{days}d": grouped.count(e_code, m.n, in_window(e_age, days))
         for days in m.config.windows_days
     }
-    recent_days, base_days = m.config.trend_recent_days, m.config.trend_base_days
-    recent = grouped.count(code, m.n, engaged & in_window(age, recent_days))
-    base = grouped.count(code, m.n, engaged & in_band(age, recent_days, recent_days + base_days))
+    recent = grouped.count(e_code, m.n, in_window(e_age, recent_days))
+    base = grouped.count(e_code, m.n, in_band(e_age, recent_days, recent_days + base_days))
     cols[f"engagement_trend_{recent_days}d_vs_{base_days}d"] = trend_ratio(recent, base, recent_days, base_days)
     youngest = _youngest_age(code, age, m.n, engaged)
     cols["days_since_last_engagement"] = youngest
@@ -210,7 +221,8 @@ def _engagement(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) 
 
 def _youngest_age(code: np.ndarray, age: np.ndarray, n: int, mask: np.ndarray) -> np.ndarray:
     """Days since the most recent selected event per person (NaN if none)."""
-    smallest = -grouped.maximum(code, -age.astype(np.float64), n, mask)
+    # Select before converting: a float copy of every event's age is a large temporary.
+    smallest = -grouped.maximum(code[mask], -age[mask].astype(np.float64), n)
     return smallest / DAY_NS
 
 

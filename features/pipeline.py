@@ -136,7 +136,9 @@ def _assemble(
             texts = {name: [] for name, values in columns.items() if not isinstance(values, np.ndarray)}
             block = np.empty((len(float_names), total))
         for j, name in enumerate(float_names):
-            np.take(columns[name], rows, out=block[j, start : start + len(rows)])
+            # Popped once copied, so the block and all the columns are never held in full at
+            # once (at 1 M persons each is ~1 GB).
+            np.take(columns.pop(name), rows, out=block[j, start : start + len(rows)])
         for name, parts in texts.items():
             parts.append(columns[name][rows])
         start += len(rows)
