@@ -40,7 +40,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.train_bench import CACHE_DIR, DEFAULT_SEED, DOC_PATH, Machine, demo_world, machine, update_doc
+from benchmarks.train_bench import (
+    CACHE_DIR,
+    DEFAULT_SEED,
+    DOC_PATH,
+    Machine,
+    demo_world,
+    machine,
+    story_version,
+    update_doc,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_TARGET = "purchase_probability"
@@ -84,7 +93,7 @@ class Prepared:
 
 def prepare(customers: int, seed: int, snapshots: int, cache_dir: Path) -> Prepared:
     """Champions and feature store for a demo world, built once and then reused."""
-    folder = Path(cache_dir) / f"http-bench-{customers}-seed{seed}-snap{snapshots}"
+    folder = Path(cache_dir) / f"http-bench-{customers}-seed{seed}-snap{snapshots}-{story_version()}"
     done = folder / "READY.json"
     # The marker is written last: a half-built folder is rebuilt, never reused.
     if not done.is_file():

@@ -97,11 +97,24 @@ def peak_rss_mb() -> float:
 # --- The world -------------------------------------------------------------------------------
 
 
+def story_version() -> str:
+    """A short fingerprint of the demo generator's code: cached worlds (and what was trained
+    on them) are reused only while the story that generated them is unchanged."""
+    import hashlib
+
+    import radar.demo
+
+    digest = hashlib.sha1()
+    for path in sorted(Path(radar.demo.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def demo_world(customers: int, seed: int = DEFAULT_SEED, cache_dir: Path = CACHE_DIR) -> Path:
     """A Parquet demo world of ``customers`` people, generated once and then reused."""
     from radar.demo import generate_world
 
-    folder = Path(cache_dir) / f"demo-{customers}-seed{seed}-parquet"
+    folder = Path(cache_dir) / f"demo-{customers}-seed{seed}-{story_version()}-parquet"
     done = folder / "GENERATED"
     # The marker is written last, so a half-written world is regenerated, never reused.
     if not done.is_file():
@@ -342,7 +355,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument(
-        "--feature-sizes", type=int, nargs="*", default=[20_000, 100_000], help="world sizes for the feature timing"
+        "--feature-sizes", type=int, nargs="*", default=[],
+        help="also time build_features at these sizes (benchmarks.features_bench is the full feature benchmark)"
     )
     parser.add_argument("--register", action="store_true", help="also log and register in MLflow (temp store)")
     parser.add_argument("--skip-training", action="store_true")

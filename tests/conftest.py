@@ -7,8 +7,6 @@ it (or train their own) rather than modify it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -33,9 +31,3 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, CRMData
     materialize(data, as_of, settings, FeatureStore(default_store_path(settings)))
     return settings, data, as_of
 
-
-@pytest.fixture(scope="session")
-def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache folder for the benchmarks' smoke runs: the tiny world and its champions are
-    generated and trained once, then reused by each benchmark, as on a real machine."""
-    return tmp_path_factory.mktemp("generated")

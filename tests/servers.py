@@ -36,6 +36,9 @@ def running_server(settings: Settings, key: str, log_name: str, **extra_env: str
         "RADAR_MLFLOW_TRACKING_URI": settings.tracking_uri,
         "RADAR_API_KEYS": key,
         "BENTOML_HOME": str(Path(settings.work_dir) / "bentoml"),
+        # One worker: tests check answers, not throughput, and each worker loads every model
+        # (the benchmarks run the default, one per core).
+        "RADAR_SERVING__WORKERS": "1",
         **extra_env,
     }
     command = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Radar", "--host", "127.0.0.1",
