@@ -41,6 +41,7 @@ from benchmarks.train_bench import (
     isolated,
     machine,
     peak_rss_mb,
+    story_version,
     update_doc,
 )
 
@@ -178,7 +179,7 @@ def validated_world(
     """
     from features.ingest import MARKER_FILE
 
-    folder = Path(cache_dir) / f"validated-{customers}-seed{seed}"
+    folder = Path(cache_dir) / f"validated-{customers}-seed{seed}-{story_version()}"
     figures_file = folder.with_name(folder.name + "-load.json")
     if not reload and (folder / MARKER_FILE).is_file() and figures_file.is_file():
         figures = LoadFigures(**{**json.loads(figures_file.read_text(encoding="utf-8")), "measured": False})
