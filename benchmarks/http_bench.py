@@ -93,7 +93,7 @@ class Prepared:
 
 def prepare(customers: int, seed: int, snapshots: int, cache_dir: Path) -> Prepared:
     """Champions and feature store for a demo world, built once and then reused."""
-    folder = Path(cache_dir) / f"http-bench-{customers}-seed{seed}-snap{snapshots}-{story_version()}"
+    folder = Path(cache_dir) / f"http-bench-{customers}-seed{seed}-snap{snapshots}-{story_version()}-{_model_version()}"
     done = folder / "READY.json"
     # The marker is written last: a half-built folder is rebuilt, never reused.
     if not done.is_file():
@@ -104,6 +104,16 @@ def prepare(customers: int, seed: int, snapshots: int, cache_dir: Path) -> Prepa
         done.write_text(json.dumps(facts), encoding="utf-8")
     facts = json.loads(done.read_text(encoding="utf-8"))
     return Prepared(folder=folder, **facts)
+
+
+def _model_version() -> str:
+    """A short fingerprint of the model settings: champions trained with other settings
+    (trees, learning rate…) are not reused."""
+    import hashlib
+
+    from radar.config import Settings
+
+    return hashlib.sha1(Settings().training.model.model_dump_json().encode()).hexdigest()[:6]
 
 
 def _settings(folder: Path, snapshots: int):  # type: ignore[no-untyped-def]
