@@ -21,14 +21,18 @@ import bentoml  # noqa: E402
 import lightgbm as lgb  # noqa: E402
 import numpy as np  # noqa: E402
 
+from radar.config import load_settings  # noqa: E402
+
 MODEL_ENV = "RADAR_REFERENCE_MODEL"
 TOP_K = 5
 
 
 @bentoml.service(
     name="radar-reference",
-    # The same resources and traffic settings as Radar's service, so only the work differs.
+    # The same resources, workers and traffic settings as Radar's service, so only the work
+    # differs.
     resources={"cpu": "1"},
+    workers=load_settings().serving.workers,
     traffic={"timeout": 30, "concurrency": 64},
 )
 class Reference:
@@ -36,8 +40,9 @@ class Reference:
         self.booster = lgb.Booster(model_file=os.environ[MODEL_ENV])
         self.names: list[str] = self.booster.feature_name()
 
+    # async, as Radar's /score is: both answer on the event loop, so only the work differs.
     @bentoml.api(route="/predict")
-    def predict(self, features: list[float | None]) -> dict:
+    async def predict(self, features: list[float | None]) -> dict:
         """Probability and top-5 contributions of one row (null = missing)."""
         row = np.array([[np.nan if v is None else v for v in features]], dtype=np.float64)
         probability = float(self.booster.predict(row, num_threads=1)[0])
