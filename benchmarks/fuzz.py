@@ -126,8 +126,9 @@ def read_har(path: Path, operations: Sequence[str]) -> tuple[int, Counter, Count
 
 
 def schemathesis_run(url: str, key: str, examples: int, seed: int, work: Path, workers: int,
-                     operations: Sequence[str]) -> FuzzRun:
-    """``schemathesis run`` against the live schema; its figures from the HAR and JSON reports."""
+                     operations: Sequence[str], max_time: float | None = None) -> FuzzRun:
+    """``schemathesis run`` against the live schema; its figures from the HAR and JSON reports.
+    With ``max_time`` the run lasts that many seconds, fuzzing on past ``examples``."""
     reports = work / f"reports-{seed}"
     har, report = reports / "requests.har", reports / "report.json"
     command = [
@@ -139,6 +140,7 @@ def schemathesis_run(url: str, key: str, examples: int, seed: int, work: Path, w
         "--generation-database", "none", "--generation-with-security-parameters", "false",
         "--report", "har,json", "--report-har-path", str(har), "--report-json-path", str(report),
         "--no-color",
+        *(["--max-time", str(max(1, round(max_time)))] if max_time else []),
     ]
     _say(f"schemathesis: {examples} cases per operation, seed {seed}")
     started = time.perf_counter()
@@ -152,15 +154,17 @@ def schemathesis_run(url: str, key: str, examples: int, seed: int, work: Path, w
                    output=done.stdout + done.stderr)
 
 
-def fuzz_live(url: str, key: str, requests: int, examples: int, seed: int, workers: int, work: Path) -> Fuzz:
+def fuzz_live(url: str, key: str, requests: int, examples: int, seed: int, workers: int, work: Path,
+              max_time: float | None = None) -> Fuzz:
     """Schemathesis runs (seeds ``seed``, ``seed + 1``…) until ``requests`` requests were sent
-    or a run fails; the figures, with the people count left for the caller."""
+    or a run fails (each run at most ``max_time`` seconds); the figures, with the people count
+    left for the caller."""
     import httpx
 
     operations = schema_operations(httpx.get(f"{url}/docs.json", timeout=30).json())
     fuzz = Fuzz(0, 0, operations)
     for run_seed in range(seed, seed + MAX_RUNS):
-        fuzz.runs.append(schemathesis_run(url, key, examples, run_seed, work, workers, operations))
+        fuzz.runs.append(schemathesis_run(url, key, examples, run_seed, work, workers, operations, max_time))
         last = fuzz.runs[-1]
         _say(f"  {last.requests:,} requests in {last.seconds:.0f} s, exit {last.exit_code}")
         if last.requests == 0 or last.exit_code != 0 or fuzz.requests >= requests:
@@ -178,7 +182,7 @@ def run(args: argparse.Namespace, command: str) -> tuple[str, Fuzz]:
     with tempfile.TemporaryDirectory(prefix="radar-fuzz-") as tmp:
         with live_server(world, Path(tmp)) as (server, key):
             fuzz = fuzz_live(server.url, key, args.requests, args.examples or DEFAULT_EXAMPLES, args.seed,
-                             args.workers, Path(tmp))
+                             args.workers, Path(tmp), args.max_time)
     fuzz.customers, fuzz.people = args.customers, world.prepared.people
     return fuzz_section(fuzz, host.describe(), when, command), fuzz
 
@@ -234,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshots", type=int, default=3, help="training snapshots (settings n_snapshots)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="world seed and first Schemathesis seed")
     parser.add_argument("--workers", type=int, default=2, help="concurrent Schemathesis workers")
+    parser.add_argument("--max-time", type=float, default=None,
+                        help="seconds per Schemathesis run (it fuzzes on until they are spent)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
     parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
     parser.add_argument("--no-doc", action="store_true", help="print only")
