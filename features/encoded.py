@@ -1,7 +1,8 @@
 """CRM tables turned into flat numpy arrays once, for any number of ``as_of`` moments.
 
-Person ids are factorised to integer codes ``0..n-1`` (in sorted id order), categories to
-small integers and datetimes to int64 nanoseconds. Training builds many snapshots from one
+Person ids are factorised to integer codes ``0..n-1`` (in sorted id order; int32, which
+halves the largest arrays, unless there are 2**31 persons or more), categories to small
+integers and datetimes to int64 nanoseconds. Training builds many snapshots from one
 encoding; scoring builds one. Nothing here looks at ``as_of``: the point-in-time cut is
 made later, in :mod:`features.families`, on these arrays.
 
@@ -29,6 +30,7 @@ from features.contract import (
     CRMData,
 )
 from features.grouped import earliest
+from features.grouped import rows as _all_or_mask
 from features.privacy import PERSONAL_COLUMNS
 from features.windows import NAT, column_ns
 
@@ -187,13 +189,20 @@ def _person_codes(
         positions[order] = np.arange(len(order))
     else:
         ids, positions = _no_one(), np.zeros(0, dtype=np.int64)
-    # factorize marks missing ids with -1, which picks the appended -1.
-    row_codes = np.append(positions, -1).astype(np.int64)[local]
+    # factorize marks missing ids with -1, which picks the appended -1. Every table's codes
+    # are views of this one array (the largest of the encoding: one code per row).
+    row_codes = np.append(positions, -1).astype(_index_dtype(len(ids)))[local]
+    del local
     codes, start = {}, 0
     for name, frame in tables.items():
         codes[name] = row_codes[start : start + len(frame)]
         start += len(frame)
     return ids.rename(PERSON_COLUMN), codes
+
+
+def _index_dtype(n: int) -> type:
+    """The integer type of codes into ``n`` things: int32 when it can hold them all."""
+    return np.int32 if n < np.iinfo(np.int32).max else np.int64
 
 
 def _no_one() -> pd.Index:
@@ -222,6 +231,9 @@ def _category_codes(frame: pd.DataFrame, name: str, categories: tuple[str, ...])
 def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
     if name not in frame.columns:
         return np.full(len(frame), np.nan)
+    if frame[name].dtype == np.float64:
+        # Already float64 (as loaded tables are): a read-only view, not a copy of the column.
+        return frame[name].to_numpy()
     return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -249,7 +261,7 @@ def _encode_orders(orders: pd.DataFrame, code: np.ndarray) -> OrderEvents:
 def _encode_interactions(interactions: pd.DataFrame, code: np.ndarray, deal_ids: pd.Index) -> InteractionEvents:
     t = column_ns(interactions, "timestamp")
     kind = _category_codes(interactions, "type", INTERACTION_TYPES)
-    deal = np.full(len(interactions), -1, dtype=np.int64)
+    deal = np.full(len(interactions), -1, dtype=_index_dtype(len(deal_ids)))
     if "deal_id" in interactions.columns and len(deal_ids):
         # Only stage events point at deals: look up those few rather than every event.
         staged = np.flatnonzero(kind == INTERACTION_TYPES.index("deal_stage"))
@@ -321,7 +333,8 @@ def _first_seen(
     first = np.full(n, NAT, dtype=np.int64)
     for codes, times in ((leads.code, leads.created), (interactions.code, interactions.t),
                          (orders.code, orders.t), (deals.code, deals.created)):
-        known = codes >= 0
+        # A whole-array slice (views) when every row has a person, as after _keep.
+        known = _all_or_mask(codes >= 0)
         table_first = earliest(codes[known], times[known], n)
         # NAT is the smallest int64, so "earliest" must skip it explicitly.
         first = np.where((first == NAT) | ((table_first != NAT) & (table_first < first)), table_first, first)

@@ -1,9 +1,11 @@
 """The feature families, each computed for every person at one ``as_of`` moment.
 
 Each function takes encoded arrays (:mod:`features.encoded`) and a :class:`Moment`, keeps
-only what was known strictly before ``as_of`` and returns ``{column name: values}`` with
-one value per person code, in a fixed order. Windows follow :mod:`features.windows`:
-``d`` days covers ``[as_of - d days, as_of)``.
+only what was known strictly before ``as_of`` and yields ``(column name, values)`` pairs,
+one value per person code, in a fixed order. Columns come one at a time so the caller can
+store each and let it go: at 1 M persons every column is 8 MB and a family's columns held
+together were hundreds of MB. Windows follow :mod:`features.windows`: ``d`` days covers
+``[as_of - d days, as_of)``.
 
 Missing values: NaN means "no data" (no paid order yet → no days since last paid order);
 counts and sums over nothing are 0.
@@ -11,6 +13,7 @@ counts and sums over nothing are 0.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,10 +34,12 @@ from features.encoded import (
     OrderEvents,
     TextAttribute,
 )
-from features.windows import DAY_NS, NAT, days_between, in_band, in_window
+from features.windows import DAY_NS, NAT, days_between, in_band, in_band_at, in_window, in_window_at
 from radar.config import FeatureConfig
 
-Columns = dict[str, "np.ndarray | pd.Categorical"]
+Column = "np.ndarray | pd.Categorical"
+#: A family's columns, one ``(name, values)`` pair at a time.
+Columns = Iterator[tuple[str, Column]]
 
 #: Interaction types counted per window (deal_stage is CRM bookkeeping, used by deals).
 COUNTED_TYPES: tuple[str, ...] = tuple(t for t in INTERACTION_TYPES if t != "deal_stage")
@@ -45,6 +50,8 @@ JOURNEY = {stage: float(i) for i, stage in enumerate(JOURNEY_STAGES)}
 _KIND = {t: i for i, t in enumerate(INTERACTION_TYPES)}
 #: The id of the deal the ``open_deal_*`` features describe (an identifier, not a feature).
 OPEN_DEAL_ID = "open_deal_id"
+#: Columns of the orders and deals families that :func:`person_features` reads.
+PERSON_INPUTS: tuple[str, ...] = ("n_paid_orders", "n_deals_won", "n_open_deals")
 
 
 @dataclass(frozen=True)
@@ -76,14 +83,16 @@ def order_features(orders: OrderEvents, m: Moment) -> Columns:
     code, t, amount, status = orders.code[before], orders.t[before], orders.amount[before], orders.status[before]
     age = m.as_of - t
     paid = status == PAID
-    cols = _monetary(code, t, amount, paid, m)
-    cols |= _paid_windows(code, age, amount, paid, m)
-    cols |= _purchase_gaps(code, t, paid, cols["days_since_last_paid_order"], m)
-    cols |= _payment_problems(code, t, age, amount, status, m)
-    return cols
+    monetary = _monetary(code, t, amount, paid, m)
+    yield from monetary.items()
+    yield from _paid_windows(code, age, amount, paid, m)
+    yield from _purchase_gaps(code, t, paid, monetary["days_since_last_paid_order"], m).items()
+    yield from _payment_problems(code, t, age, amount, status, m)
 
 
-def _monetary(code: np.ndarray, t: np.ndarray, amount: np.ndarray, paid: np.ndarray, m: Moment) -> Columns:
+def _monetary(
+    code: np.ndarray, t: np.ndarray, amount: np.ndarray, paid: np.ndarray, m: Moment
+) -> dict[str, np.ndarray]:
     n_paid = grouped.count(code, m.n, paid)
     amount_total = grouped.total(code, amount, m.n, paid)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -99,21 +108,19 @@ def _monetary(code: np.ndarray, t: np.ndarray, amount: np.ndarray, paid: np.ndar
 
 
 def _paid_windows(code: np.ndarray, age: np.ndarray, amount: np.ndarray, paid: np.ndarray, m: Moment) -> Columns:
-    cols: Columns = {}
     for days in m.config.windows_days:
         in_w = paid & in_window(age, days)
-        cols[f"n_paid_orders_{days}d"] = grouped.count(code, m.n, in_w)
-        cols[f"paid_amount_{days}d"] = grouped.total(code, amount, m.n, in_w)
+        yield f"n_paid_orders_{days}d", grouped.count(code, m.n, in_w)
+        yield f"paid_amount_{days}d", grouped.total(code, amount, m.n, in_w)
     recent_days, base_days = m.config.trend_recent_days, m.config.trend_base_days
     recent = grouped.count(code, m.n, paid & in_window(age, recent_days))
     base = grouped.count(code, m.n, paid & in_band(age, recent_days, recent_days + base_days))
-    cols[f"paid_order_trend_{recent_days}d_vs_{base_days}d"] = trend_ratio(recent, base, recent_days, base_days)
-    return cols
+    yield f"paid_order_trend_{recent_days}d_vs_{base_days}d", trend_ratio(recent, base, recent_days, base_days)
 
 
 def _purchase_gaps(
     code: np.ndarray, t: np.ndarray, paid: np.ndarray, days_since_last: np.ndarray, m: Moment
-) -> Columns:
+) -> dict[str, np.ndarray]:
     """Gaps between consecutive paid orders. Orders are sorted by (person, time) at encoding,
     so consecutive rows of the same person are consecutive purchases."""
     pc, pt = code[paid], t[paid]
@@ -139,20 +146,17 @@ def _payment_problems(
     code: np.ndarray, t: np.ndarray, age: np.ndarray, amount: np.ndarray, status: np.ndarray, m: Moment
 ) -> Columns:
     failed, refunded = status == FAILED, status == REFUNDED
-    cols: Columns = {
-        "n_failed_payments": grouped.count(code, m.n, failed),
-        "n_refunds": grouped.count(code, m.n, refunded),
-        "refund_amount_total": grouped.total(code, amount, m.n, refunded),
-    }
+    yield "n_failed_payments", grouped.count(code, m.n, failed)
+    yield "n_refunds", grouped.count(code, m.n, refunded)
+    yield "refund_amount_total", grouped.total(code, amount, m.n, refunded)
     for days in m.config.windows_days:
         in_w = in_window(age, days)
-        cols[f"n_failed_payments_{days}d"] = grouped.count(code, m.n, failed & in_w)
-        cols[f"n_refunds_{days}d"] = grouped.count(code, m.n, refunded & in_w)
+        yield f"n_failed_payments_{days}d", grouped.count(code, m.n, failed & in_w)
+        yield f"n_refunds_{days}d", grouped.count(code, m.n, refunded & in_w)
     # A failed payment is recovered once any paid order follows it (at the same time or later).
     last_paid = grouped.latest(code, t, m.n, status == PAID)
     unrecovered = failed & (t > last_paid[code])
-    cols["failed_amount_unrecovered"] = grouped.total(code, amount, m.n, unrecovered)
-    return cols
+    yield "failed_amount_unrecovered", grouped.total(code, amount, m.n, unrecovered)
 
 
 # ---------------------------------------------------------------- interactions
@@ -161,34 +165,32 @@ def _payment_problems(
 def interaction_features(events: InteractionEvents, m: Moment) -> Columns:
     """Counts per type and window, engagement recency and trend, NPS."""
     before = grouped.rows((events.t < m.as_of) & (events.kind >= 0))
-    code, kind, value = events.code[before], events.kind[before], events.value[before]
-    age = m.as_of - events.t[before]
-    cols = _type_window_counts(code, kind, age, m)
-    cols |= _engagement(code, kind, age, m)
-    cols |= _nps(code, kind, age, value, m)
-    return cols
+    # Windows are tested on the times (views of the encoded arrays when every event is
+    # before as_of), not on an array of ages.
+    code, kind, value, t = events.code[before], events.kind[before], events.value[before], events.t[before]
+    yield from _type_window_counts(code, kind, t, m)
+    yield from _engagement(code, kind, t, m)
+    yield from _nps(code, kind, t, value, m).items()
 
 
-def _type_window_counts(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
-    n_types = len(INTERACTION_TYPES)
+def _type_window_counts(code: np.ndarray, kind: np.ndarray, t: np.ndarray, m: Moment) -> Columns:
     # Only events inside the longest window can count: keep those once, so each window is a
     # pass over them rather than over the whole history (at the scoring moment, the last
     # year of three).
-    recent = in_window(age, max(m.config.windows_days, default=0))
-    code, kind, age = code[recent], kind[recent], age[recent]
-    # Type-major cells, so each type's counts are one contiguous slice of the bincount.
-    cell = kind.astype(np.int64) * m.n + code
-    by_type_window: dict[tuple[str, int], np.ndarray] = {}
-    for days in m.config.windows_days:
-        counts = np.bincount(cell[in_window(age, days)], minlength=n_types * m.n).reshape(n_types, m.n)
-        for kind_name in COUNTED_TYPES:
-            by_type_window[kind_name, days] = counts[_KIND[kind_name]].astype(np.float64)
-        del counts  # one window's counts (15 × persons) alive at a time, not two
-    return {
-        f"n_{kind_name}_{days}d": by_type_window[kind_name, days]
-        for kind_name in COUNTED_TYPES
-        for days in m.config.windows_days
-    }
+    recent = in_window_at(t, m.as_of, max(m.config.windows_days, default=0))
+    kind = kind[recent]
+    # Grouped by type (a stable sort keeps each type's events in order), so each type is one
+    # contiguous run and its windows are counted one column at a time, in column order.
+    by_kind = np.argsort(kind, kind="stable")
+    code, t = code[recent][by_kind], t[recent][by_kind]
+    ends = np.cumsum(np.bincount(kind.astype(np.int64) + 1, minlength=len(INTERACTION_TYPES) + 1))
+    del recent, by_kind
+    for kind_name in COUNTED_TYPES:
+        # Slot 0 holds kind -1 (none here: callers keep typed events), so type k starts at ends[k].
+        first, last = ends[_KIND[kind_name]], ends[_KIND[kind_name] + 1]
+        type_code, type_t = code[first:last], t[first:last]
+        for days in m.config.windows_days:
+            yield f"n_{kind_name}_{days}d", grouped.count(type_code, m.n, in_window_at(type_t, m.as_of, days))
 
 
 def _kinds(kind: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
@@ -199,38 +201,33 @@ def _kinds(kind: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return wanted[kind]
 
 
-def _engagement(code: np.ndarray, kind: np.ndarray, age: np.ndarray, m: Moment) -> Columns:
+def _engagement(code: np.ndarray, kind: np.ndarray, t: np.ndarray, m: Moment) -> Columns:
     engaged = _kinds(kind, ENGAGEMENT_TYPES)
     recent_days, base_days = m.config.trend_recent_days, m.config.trend_base_days
     # Window counts only see engagement inside the longest window (or trend span): select
     # it once and count each window over that subset, not over the whole history.
     longest = max((*m.config.windows_days, recent_days + base_days))
-    counted = engaged & in_window(age, longest)
-    e_code, e_age = code[counted], age[counted]
-    cols: Columns = {
-        f"n_engagement_{days}d": grouped.count(e_code, m.n, in_window(e_age, days))
-        for days in m.config.windows_days
-    }
-    recent = grouped.count(e_code, m.n, in_window(e_age, recent_days))
-    base = grouped.count(e_code, m.n, in_band(e_age, recent_days, recent_days + base_days))
-    cols[f"engagement_trend_{recent_days}d_vs_{base_days}d"] = trend_ratio(recent, base, recent_days, base_days)
-    youngest = _youngest_age(code, age, m.n, engaged)
-    cols["days_since_last_engagement"] = youngest
-    return cols
+    counted = engaged & in_window_at(t, m.as_of, longest)
+    e_code, e_t = code[counted], t[counted]
+    del counted
+    for days in m.config.windows_days:
+        yield f"n_engagement_{days}d", grouped.count(e_code, m.n, in_window_at(e_t, m.as_of, days))
+    recent = grouped.count(e_code, m.n, in_window_at(e_t, m.as_of, recent_days))
+    base = grouped.count(e_code, m.n, in_band_at(e_t, m.as_of, recent_days, recent_days + base_days))
+    yield f"engagement_trend_{recent_days}d_vs_{base_days}d", trend_ratio(recent, base, recent_days, base_days)
+    del e_code, e_t, recent, base
+    # Days since the latest engagement: the smallest age is as_of minus the latest time (in
+    # integers, then to days, as every "days since" column).
+    yield "days_since_last_engagement", days_between(grouped.latest(code, t, m.n, engaged), m.as_of)
 
 
-def _youngest_age(code: np.ndarray, age: np.ndarray, n: int, mask: np.ndarray) -> np.ndarray:
-    """Days since the most recent selected event per person (NaN if none)."""
-    # Select before converting: a float copy of every event's age is a large temporary.
-    smallest = -grouped.maximum(code[mask], -age[mask].astype(np.float64), n)
-    return smallest / DAY_NS
-
-
-def _nps(code: np.ndarray, kind: np.ndarray, age: np.ndarray, value: np.ndarray, m: Moment) -> Columns:
+def _nps(
+    code: np.ndarray, kind: np.ndarray, t: np.ndarray, value: np.ndarray, m: Moment
+) -> dict[str, np.ndarray]:
     answered = (kind == _KIND["nps"]) & ~np.isnan(value)
-    # Latest answer = smallest age; on equal ages the lowest score (see grouped.value_at_latest).
-    last_neg_age, last_value = grouped.value_at_latest(code, -age, value, m.n, answered)
-    days_since = np.where(last_neg_age == NAT, np.nan, -last_neg_age.astype(np.float64) / DAY_NS)
+    # The latest answer; at equal times the lowest score (see grouped.value_at_latest).
+    last_t, last_value = grouped.value_at_latest(code, t, value, m.n, answered)
+    days_since = days_between(last_t, m.as_of)
     detractor = answered & (value <= m.config.nps_detractor_max)
     return {
         "nps_last_value": last_value,
@@ -251,7 +248,7 @@ def service_features(events: InteractionEvents, orders: OrderEvents, m: Moment) 
     o_trigger = np.isin(orders.status[o_before], [FAILED, REFUNDED])
     codes = np.concatenate([events.code[before][trigger], orders.code[o_before][o_trigger]])
     times = np.concatenate([events.t[before][trigger], orders.t[o_before][o_trigger]])
-    return {"days_since_last_service_issue": days_between(grouped.latest(codes, times, m.n), m.as_of)}
+    yield "days_since_last_service_issue", days_between(grouped.latest(codes, times, m.n), m.as_of)
 
 
 # ---------------------------------------------------------------- leads
@@ -270,18 +267,15 @@ def lead_features(leads: LeadRecords, m: Moment) -> Columns:
     rows = np.flatnonzero(mine)
     # Ties on creation time fall back to row order, so the choice is deterministic.
     order = rows[np.lexsort((rows, leads.created[rows], leads.code[rows]))]
-    cols: Columns = {
-        "n_leads": grouped.count(leads.code, m.n, mine),
-        "lead_age_days": days_between(grouped.earliest(leads.code, leads.created, m.n, mine), m.as_of),
-    }
+    yield "n_leads", grouped.count(leads.code, m.n, mine)
+    yield "lead_age_days", days_between(grouped.earliest(leads.code, leads.created, m.n, mine), m.as_of)
     person = leads.code[order]
     for name, values in leads.attributes.items():
         if isinstance(values, TextAttribute):
-            cols[f"lead_{name}"] = _text_attribute(values, order, person, before, m.n)
+            yield f"lead_{name}", _text_attribute(values, order, person, before, m.n)
         else:
             first = _first_present(person, ~np.isnan(values[order]), m.n)
-            cols[f"lead_{name}"] = _take(values[order], first, np.nan)
-    return cols
+            yield f"lead_{name}", _take(values[order], first, np.nan)
 
 
 def _first_present(person: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:
@@ -329,18 +323,15 @@ def deal_features(deals: DealRecords, events: InteractionEvents, m: Moment) -> C
     is_open = created & ~closed
     stage, last_change, n_changes = _stage_history(deals, events, m)
     age = m.as_of - deals.created
-    cols: Columns = {
-        "n_open_deals": grouped.count(deals.code, m.n, is_open),
-        "oldest_open_deal_age_days": days_between(grouped.earliest(deals.code, deals.created, m.n, is_open), m.as_of),
-        "newest_open_deal_age_days": days_between(grouped.latest(deals.code, deals.created, m.n, is_open), m.as_of),
-        "open_deals_amount_total": grouped.total(deals.code, deals.amount, m.n, is_open),
-    }
-    cols |= _leading_open_deal(deals, is_open, stage, last_change, n_changes, age, m)
+    yield "n_open_deals", grouped.count(deals.code, m.n, is_open)
+    yield "oldest_open_deal_age_days", days_between(grouped.earliest(deals.code, deals.created, m.n, is_open), m.as_of)
+    yield "newest_open_deal_age_days", days_between(grouped.latest(deals.code, deals.created, m.n, is_open), m.as_of)
+    yield "open_deals_amount_total", grouped.total(deals.code, deals.amount, m.n, is_open)
+    yield from _leading_open_deal(deals, is_open, stage, last_change, n_changes, age, m)
     won, lost = closed & (deals.outcome == WON), closed & (deals.outcome == LOST)
-    cols["n_deals_won"] = grouped.count(deals.code, m.n, won)
-    cols["n_deals_lost"] = grouped.count(deals.code, m.n, lost)
-    cols["won_deals_amount"] = grouped.total(deals.code, deals.amount, m.n, won)
-    return cols
+    yield "n_deals_won", grouped.count(deals.code, m.n, won)
+    yield "n_deals_lost", grouped.count(deals.code, m.n, lost)
+    yield "won_deals_amount", grouped.total(deals.code, deals.amount, m.n, won)
 
 
 def _stage_history(
@@ -395,24 +386,24 @@ def _leading_open_deal(
     deal_ids = np.full(m.n, None, dtype=object)
     if deals.n_keys:
         deal_ids[persons] = deals.ids.take(deals.key[lead_rows])
-    return {
-        # Not a feature: names the deal the open_deal_* columns describe, so time-to-close
-        # labels and answers are about that very deal. Its categories are only the deals
-        # named here, so deals created after as_of leave the frame untouched.
-        OPEN_DEAL_ID: pd.Categorical(deal_ids),
-        "open_deal_stage": spread(stage[lead_rows]),
-        "open_deal_amount": spread(deals.amount[lead_rows]),
-        "open_deal_age_days": spread(age[lead_rows] / DAY_NS),
-        "open_deal_n_stage_changes": spread(n_changes[lead_rows]),
-        "open_deal_days_since_stage_change": spread(days_between(last_change[lead_rows], m.as_of)),
-    }
+    # Not a feature: names the deal the open_deal_* columns describe, so time-to-close
+    # labels and answers are about that very deal. Its categories are only the deals
+    # named here, so deals created after as_of leave the frame untouched.
+    yield OPEN_DEAL_ID, pd.Categorical(deal_ids)
+    del deal_ids
+    yield "open_deal_stage", spread(stage[lead_rows])
+    yield "open_deal_amount", spread(deals.amount[lead_rows])
+    yield "open_deal_age_days", spread(age[lead_rows] / DAY_NS)
+    yield "open_deal_n_stage_changes", spread(n_changes[lead_rows])
+    yield "open_deal_days_since_stage_change", spread(days_between(last_change[lead_rows], m.as_of))
 
 
 # ---------------------------------------------------------------- the person
 
 
-def person_features(encoded: EncodedCRM, m: Moment, cols: Columns) -> Columns:
-    """Tenure, customer status and journey stage, from the other families' columns."""
+def person_features(encoded: EncodedCRM, m: Moment, cols: Mapping[str, np.ndarray]) -> Columns:
+    """Tenure, customer status and journey stage, from the other families' columns (at
+    least those named in :data:`PERSON_INPUTS`)."""
     first_seen = np.where(encoded.first_seen < m.as_of, encoded.first_seen, NAT)
     leads = encoded.leads
     converted = (leads.code >= 0) & (leads.created < m.as_of) & (leads.converted != NAT) & (
@@ -423,15 +414,13 @@ def person_features(encoded: EncodedCRM, m: Moment, cols: Columns) -> Columns:
         | (cols["n_deals_won"] > 0)
         | grouped.any_event(leads.code, m.n, converted)
     )
-    return {
-        "tenure_days": days_between(first_seen, m.as_of),
-        "is_customer": is_customer.astype(np.float64),
-        "journey_stage": _journey(encoded.interactions, m, first_seen != NAT, is_customer, cols),
-    }
+    yield "tenure_days", days_between(first_seen, m.as_of)
+    yield "is_customer", is_customer.astype(np.float64)
+    yield "journey_stage", _journey(encoded.interactions, m, first_seen != NAT, is_customer, cols)
 
 
 def _journey(
-    events: InteractionEvents, m: Moment, known: np.ndarray, is_customer: np.ndarray, cols: Columns
+    events: InteractionEvents, m: Moment, known: np.ndarray, is_customer: np.ndarray, cols: Mapping[str, np.ndarray]
 ) -> np.ndarray:
     """Furthest journey stage reached (ordinal of JOURNEY_STAGES): any record → search,
     clicks/forms/meetings/calls → evaluation, a cart or an open deal → decision, a customer

@@ -58,3 +58,14 @@ def in_window(age_ns: np.ndarray, days: float) -> np.ndarray:
 def in_band(age_ns: np.ndarray, after_days: float, until_days: float) -> np.ndarray:
     """Events in ``[as_of - until_days, as_of - after_days)``: the window before a window."""
     return (age_ns > int(after_days * DAY_NS)) & (age_ns <= int(until_days * DAY_NS))
+
+
+def in_window_at(t: np.ndarray, as_of: int, days: float) -> np.ndarray:
+    """:func:`in_window` from the times themselves: ``as_of - t <= d days`` is, in integers,
+    ``t >= as_of - d days``. The same events, with no array of ages (160 MB at 20 M events)."""
+    return t >= as_of - int(days * DAY_NS)
+
+
+def in_band_at(t: np.ndarray, as_of: int, after_days: float, until_days: float) -> np.ndarray:
+    """:func:`in_band` from the times themselves (see :func:`in_window_at`)."""
+    return (t < as_of - int(after_days * DAY_NS)) & (t >= as_of - int(until_days * DAY_NS))
