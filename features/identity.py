@@ -24,6 +24,7 @@ from scipy.sparse.csgraph import connected_components
 
 from features.mapping import normalise_label
 from features.privacy import mask
+from features.validation import TEXT_OUTPUT_DTYPE
 from radar.config import IdentityConfig
 
 KEY_KINDS: tuple[str, ...] = ("lead_id", "customer_id", "email", "phone")
@@ -147,47 +148,103 @@ def normalise_phones(values: pd.Series, regions: pd.Series | str) -> tuple[pd.Se
 
 
 # --- Linking ---------------------------------------------------------------------------------
+#
+# Everything below works on integer codes: each column is factorised once (in Arrow), only
+# its distinct values are normalised in Python, and rows carry codes into those distinct
+# values. No per-row Python string is made, so memory grows by a few integers per row.
 
 
 @dataclass
-class _Records:
-    """All person records, stacked: one row per table row, keys normalised."""
+class _Column:
+    """One key column of one table: per row a code into its distinct entries (-1: missing)."""
 
-    keys: pd.DataFrame  # lead_id, customer_id, email, phone: linkable values or NaN
-    unlinkable: pd.Series  # a signature of keys that cannot link (invalid, shared), or ""
-    table_sizes: dict[str, int]
+    codes: np.ndarray
+    #: Per entry: the linkable normalised key, or NaN (invalid, or nothing to link).
+    forms: np.ndarray
+    #: Per entry: the text handed back (the normalised key where valid, else as written).
+    shown: np.ndarray
+    #: Per entry: whether the value is present but invalid (it then links nothing).
+    invalid: np.ndarray
+    #: Per entry: the value as written.
+    raw: np.ndarray
 
 
-def _stack(tables: dict[str, pd.DataFrame], default_region: str) -> tuple[_Records, dict[str, tuple[pd.Series, pd.Series]], int, int]:
-    parts, normalised = [], {}
-    invalid_phones = invalid_emails = 0
-    for name in PERSON_TABLES:
-        if name not in tables:
-            continue
-        frame = tables[name]
-        email, bad_email = normalise_emails(_column(frame, "email"))
-        regions = region_of(_country_column(frame), default_region, frame.index)
-        phone, bad_phone = normalise_phones(_column(frame, "phone"), regions)
-        invalid_emails += int(bad_email.sum())
-        invalid_phones += int(bad_phone.sum())
-        normalised[name] = (email, phone)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "lead_id": _ids(_column(frame, "lead_id")),
-                    "customer_id": _ids(_column(frame, "customer_id")),
-                    "email": email.to_numpy(),
-                    "phone": phone.to_numpy(),
-                    "bad_email": _column(frame, "email").where(bad_email, np.nan).to_numpy(),
-                    "bad_phone": _column(frame, "phone").where(bad_phone, np.nan).to_numpy(),
-                },
-                dtype=object,
-            )
-        )
-    stacked = pd.concat(parts, ignore_index=True)
-    unlinkable = stacked["bad_email"].fillna("").astype(str) + "|" + stacked["bad_phone"].fillna("").astype(str)
-    records = _Records(stacked[list(KEY_KINDS)], unlinkable, {n: len(tables[n]) for n in PERSON_TABLES if n in tables})
-    return records, normalised, invalid_phones, invalid_emails
+def _ordered_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and distinct values (object) in order of first appearance, missing = -1."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    uniques = np.asarray(uniques, dtype=object)
+    order = pd.unique(codes[codes >= 0])
+    if len(order) and not np.array_equal(order, np.arange(len(order))):
+        remap = np.empty(len(uniques), dtype=np.int64)
+        remap[order] = np.arange(len(order))
+        codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+        uniques = uniques[order]
+    return codes, uniques
+
+
+def _raw_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in frame.columns:
+        return frame[name]
+    return pd.Series(np.nan, index=frame.index, dtype=object)
+
+
+def _id_column(values: pd.Series) -> _Column:
+    codes, uniques = _ordered_codes(values)
+    text = pd.Series(uniques, dtype=object).str.strip()
+    forms = text.where(text != "", np.nan).to_numpy(dtype=object)
+    return _Column(codes, forms, uniques, np.zeros(len(uniques), dtype=bool), uniques)
+
+
+def _email_column(values: pd.Series) -> _Column:
+    codes, uniques = _ordered_codes(values)
+    forms = _email_form(pd.Series(uniques, dtype=object)).to_numpy(dtype=object)
+    valid = pd.notna(forms)
+    return _Column(codes, forms, np.where(valid, forms, uniques), ~valid, uniques)
+
+
+def _region_codes(frame: pd.DataFrame, default_region: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per row a code into region names (one parse per distinct country value)."""
+    country = _country_column(frame)
+    if country is None:
+        return np.zeros(len(frame), dtype=np.int64), np.asarray([default_region], dtype=object)
+    codes, uniques = pd.factorize(country, use_na_sentinel=True)
+    names = region_of(pd.Series(np.asarray(uniques, dtype=object), dtype=object), default_region,
+                      pd.RangeIndex(len(uniques))).to_numpy(dtype=object)
+    # A missing country is the default region (as "" is not a known region code).
+    names = np.append(names, default_region)
+    region_codes, region_names = pd.factorize(pd.Series(names, dtype=object))
+    row = np.asarray(region_codes)[np.where(codes >= 0, codes, len(names) - 1)]
+    return row.astype(np.int64), np.asarray(region_names, dtype=object)
+
+
+def _phone_column(values: pd.Series, region_codes: np.ndarray, region_names: np.ndarray) -> _Column:
+    """Entries are distinct (number, region) pairs; a "+" number ignores the region."""
+    codes, uniques = _ordered_codes(values)
+    raw = _phone_key(pd.Series(uniques, dtype=object))
+    parseable = (raw != "").to_numpy(dtype=bool)
+    international = raw.str.startswith("+", na=False).to_numpy(dtype=bool)
+    safe = np.maximum(codes, 0)
+    present = (codes >= 0) & parseable[safe] if len(uniques) else np.zeros(len(codes), dtype=bool)
+    # Numbers with nothing to parse keep their own entry, after the pairs.
+    n_regions = len(region_names) + 1
+    pair = np.where(present, safe * n_regions + np.where(international[safe], 0, region_codes + 1) if len(uniques) else 0, -1)
+    pair_codes, pair_values = _ordered_codes(pd.Series(pair[present], dtype=np.int64))
+    number, region = pair_values.astype(np.int64) // n_regions, pair_values.astype(np.int64) % n_regions - 1
+    raw_list = raw.to_numpy(dtype=object)
+    forms = np.asarray([_e164(raw_list[n], region_names[r] if r >= 0 else "") for n, r in zip(number, region)],
+                       dtype=object)
+    out = np.full(len(codes), -1, dtype=np.int64)
+    out[present] = pair_codes
+    bare = (codes >= 0) & ~present
+    out[bare] = len(forms) + codes[bare]
+    valid = np.asarray([f is not None for f in forms], dtype=bool)
+    forms = np.where(valid, forms, np.nan).astype(object)
+    written = np.concatenate([uniques[number], uniques]) if len(uniques) else np.empty(0, dtype=object)
+    all_forms = np.concatenate([forms, np.full(len(uniques), np.nan, dtype=object)])
+    invalid = np.concatenate([~valid, np.zeros(len(uniques), dtype=bool)])
+    shown = np.where(pd.notna(all_forms), all_forms, written)
+    return _Column(out, all_forms, shown, invalid, written)
 
 
 def _country_column(frame: pd.DataFrame) -> pd.Series | None:
@@ -197,15 +254,48 @@ def _country_column(frame: pd.DataFrame) -> pd.Series | None:
     return None
 
 
-def _column(frame: pd.DataFrame, name: str) -> pd.Series:
-    if name in frame.columns:
-        return frame[name].astype(object).where(frame[name].notna(), np.nan)
-    return pd.Series(np.nan, index=frame.index, dtype=object)
+@dataclass
+class _Keys:
+    """All person records, stacked (tables in PERSON_TABLES order): codes, not strings."""
+
+    #: Per kind, per row: a code into ``uniques[kind]`` (first appearance order), or -1.
+    codes: pd.DataFrame
+    uniques: dict[str, pd.Index]
+    #: Per contact kind, per row: a code into ``written[kind]`` where the value is invalid.
+    bad: dict[str, np.ndarray]
+    written: dict[str, np.ndarray]
 
 
-def _ids(values: pd.Series) -> np.ndarray:
-    text = values.astype(object).where(values.notna(), np.nan).str.strip()
-    return text.where(text != "", np.nan).to_numpy(dtype=object)
+def _stack_codes(columns: dict[str, list[_Column]]) -> _Keys:
+    codes, uniques, bad, written = {}, {}, {}, {}
+    for kind in KEY_KINDS:
+        parts = columns[kind]
+        offsets = np.cumsum([0] + [len(p.forms) for p in parts])
+        forms = np.concatenate([p.forms for p in parts]) if parts else np.empty(0, dtype=object)
+        global_codes, global_uniques = pd.factorize(pd.Series(forms, dtype=object), use_na_sentinel=True)
+        global_codes = np.append(np.asarray(global_codes, dtype=np.int64), -1)
+        stacked = np.concatenate([np.where(p.codes >= 0, p.codes + off, len(forms)) for p, off in zip(parts, offsets)])
+        codes[kind] = global_codes[stacked]
+        uniques[kind] = pd.Index(np.asarray(global_uniques, dtype=object), dtype=object)
+        if kind in CONTACT_KINDS:
+            invalid = np.append(np.concatenate([p.invalid for p in parts]), False)
+            bad[kind] = np.where(invalid[stacked], stacked, -1)
+            written[kind] = np.concatenate([p.raw for p in parts])
+    return _Keys(pd.DataFrame(codes), uniques, bad, written)
+
+
+def _text_of(index: pd.Index, codes: np.ndarray, dictionary: np.ndarray) -> pd.Series:
+    """Per row ``dictionary[code]`` (missing where code < 0) as contract text, without a
+    Python string per row."""
+    if TEXT_OUTPUT_DTYPE is object:
+        picked = dictionary[np.maximum(codes, 0)] if len(dictionary) else np.full(len(codes), np.nan, dtype=object)
+        return pd.Series(np.where(codes >= 0, picked, np.nan), index=index, dtype=object)
+    import pyarrow as pa
+
+    table = pa.array(np.asarray(dictionary, dtype=object), type=pa.large_string(), from_pandas=True)
+    taken = table.take(pa.array(np.maximum(codes, 0), mask=codes < 0)) if len(dictionary) else \
+        pa.nulls(len(codes), type=pa.large_string())
+    return pd.Series(taken, index=index, dtype=TEXT_OUTPUT_DTYPE)
 
 
 def _shared_keys(codes: pd.DataFrame, uniques: dict[str, pd.Index], limit: int) -> dict[str, np.ndarray]:
@@ -224,8 +314,11 @@ def _shared_keys(codes: pd.DataFrame, uniques: dict[str, pd.Index], limit: int) 
 
 
 def _person_ids(n_components: int, key_labels: np.ndarray, key_names: np.ndarray,
-                tuple_labels: np.ndarray, fallback: pd.Series) -> np.ndarray:
-    """A stable id per component: "P" + a hash of its smallest key (or of its raw keys)."""
+                tuple_labels: np.ndarray, fallback) -> np.ndarray:
+    """A stable id per component: "P" + a hash of its smallest key (or of its raw keys).
+
+    ``fallback(tuples)`` gives the raw-key names of tuples (for components without a key).
+    """
     names = pd.Series(np.nan, index=range(n_components), dtype=object)
     order = np.argsort(key_names, kind="stable")
     first = pd.Series(key_labels[order]).drop_duplicates()
@@ -234,32 +327,50 @@ def _person_ids(n_components: int, key_labels: np.ndarray, key_names: np.ndarray
     unnamed = names.isna().to_numpy()
     if unnamed.any():
         first_tuple = pd.Series(tuple_labels).drop_duplicates()
+        first_tuple = first_tuple[unnamed[first_tuple.to_numpy()]]
         raw_names = pd.Series(np.nan, index=range(n_components), dtype=object)
-        raw_names.iloc[first_tuple.to_numpy()] = ("unlinked:" + fallback.iloc[first_tuple.index.to_numpy()]).to_numpy()
+        raw_names.iloc[first_tuple.to_numpy()] = ["unlinked:" + f for f in fallback(first_tuple.index.to_numpy())]
         names = names.where(~unnamed, raw_names)
     hashes = pd.util.hash_pandas_object(names.astype(str), index=False).to_numpy()
     return np.char.add("P", np.char.mod("%016x", hashes.astype(np.uint64)))
 
 
-def link(records: _Records, config: IdentityConfig) -> tuple[np.ndarray, IdentityReport]:
-    """Person id per record and a report. Vectorised over distinct key combinations."""
-    keys = records.keys
-    codes, uniques = {}, {}
-    for kind in KEY_KINDS:
-        c, u = pd.factorize(keys[kind], use_na_sentinel=True)
-        codes[kind], uniques[kind] = c, pd.Index(u, dtype=object)
-    code_frame = pd.DataFrame(codes)
+def _unlinkable(keys: _Keys, rows: np.ndarray) -> list[str]:
+    """The raw invalid e-mail and phone of these rows, as "email|phone" ("" where valid)."""
+    parts = []
+    for kind in CONTACT_KINDS:
+        code = keys.bad[kind][rows]
+        parts.append(["" if c < 0 else str(keys.written[kind][c]) for c in code])
+    return [f"{e}|{p}" for e, p in zip(*parts)]
+
+
+def _key_text(keys: _Keys, kind: str, rows: np.ndarray, codes: np.ndarray | None = None) -> list[str]:
+    code = (keys.codes[kind].to_numpy() if codes is None else codes)[rows]
+    return ["" if c < 0 else str(keys.uniques[kind][c]) for c in code]
+
+
+def link(keys: _Keys, config: IdentityConfig) -> tuple[np.ndarray, np.ndarray, IdentityReport]:
+    """Per record a component and per component a person id, and a report. Vectorised over
+    distinct key combinations."""
+    code_frame, uniques = keys.codes, keys.uniques
     shared = _shared_keys(code_frame, uniques, config.max_ids_per_key)
     linkable = code_frame.copy()
     for kind, bad in shared.items():
         linkable.loc[linkable[kind].isin(bad), kind] = -1
-    # Records with the same keys are one node: interactions repeat the same few keys.
-    unlinkable_code = pd.factorize(
-        records.unlinkable + "|" + keys["email"].where(code_frame["email"].isin(shared["email"]), "").astype(str)
-        + "|" + keys["phone"].where(code_frame["phone"].isin(shared["phone"]), "").astype(str)
-    )[0]
-    signature = linkable.assign(_u=np.where(linkable.eq(-1).all(axis=1), unlinkable_code, -1))
+    # Records with the same keys are one node: interactions repeat the same few keys. Records
+    # with no linkable key are told apart by their invalid and shared keys as written.
+    keyless = np.flatnonzero(linkable.eq(-1).all(axis=1).to_numpy())
+    signature = np.full(len(linkable), -1, dtype=np.int64)
+    if len(keyless):
+        texts = _unlinkable(keys, keyless)
+        for kind in CONTACT_KINDS:
+            kind_codes = code_frame[kind].to_numpy()
+            masked = np.where(np.isin(kind_codes, shared[kind]), kind_codes, -1)
+            texts = [f"{t}|{k}" for t, k in zip(texts, _key_text(keys, kind, keyless, masked))]
+        signature[keyless] = pd.factorize(pd.Series(texts, dtype=object))[0]
+    signature = linkable.assign(_u=signature)
     tuple_of = signature.groupby(list(signature.columns), sort=False).ngroup().to_numpy()
+    del signature
     first_row = pd.Series(np.arange(len(tuple_of))).groupby(tuple_of).first().to_numpy()
     tuples = linkable.iloc[first_row].reset_index(drop=True)
     n_tuples = len(tuples)
@@ -279,29 +390,34 @@ def link(records: _Records, config: IdentityConfig) -> tuple[np.ndarray, Identit
         [(kind + ":" + pd.Series(np.asarray(uniques[kind], dtype=object)).astype(str)).to_numpy(dtype=object) for kind in KEY_KINDS]
     )
     key_labels = labels[n_tuples:]
-    firsts = keys.iloc[first_row].reset_index(drop=True)
-    fallback = records.unlinkable.iloc[first_row].reset_index(drop=True)
-    for kind in KEY_KINDS:
-        fallback = fallback + "|" + firsts[kind].fillna("").astype(str)
+
+    def fallback(tuple_numbers: np.ndarray) -> list[str]:
+        at = first_row[tuple_numbers]
+        texts = _unlinkable(keys, at)
+        for kind in KEY_KINDS:
+            texts = [f"{t}|{k}" for t, k in zip(texts, _key_text(keys, kind, at))]
+        return texts
+
     tuple_labels = labels[:n_tuples]
     component_person = _person_ids(n_components, key_labels, key_names, tuple_labels, fallback)
-    person = component_person[tuple_labels][tuple_of]
+    component = tuple_labels[tuple_of]
     report = IdentityReport(
-        records=len(person),
-        persons=int(pd.unique(person).size),
+        records=len(component),
+        persons=int(pd.unique(component_person[np.unique(tuple_labels)]).size),
         merged_via=_merged_via(linkable),
         shared_keys=_shared_report(shared, uniques, code_frame),
     )
-    return person, report
+    return component, component_person, report
 
 
 def _merged_via(linkable: pd.DataFrame) -> dict[str, int]:
     """Records whose key of each kind appears on at least one other record."""
     out = {}
     for kind in KEY_KINDS:
-        column = linkable[kind]
-        counts = column[column >= 0].value_counts()
-        out[kind] = int(column.map(counts).fillna(0).gt(1).sum())
+        column = linkable[kind].to_numpy()
+        present = column >= 0
+        counts = np.bincount(column[present])
+        out[kind] = int((counts[column[present]] > 1).sum())
     return out
 
 
@@ -324,7 +440,8 @@ def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
     """Add ``person_id`` to every person table; e-mails and phones come back normalised.
 
     E-mails become trimmed lower case and phones E.164 where valid; invalid values stay as
-    written (nothing is lost) but link nothing. Inputs are not modified.
+    written (nothing is lost) but link nothing. Inputs are not modified. ``person_id``,
+    ``email`` and ``phone`` come back as contract text.
     """
     present = [n for n in PERSON_TABLES if n in tables]
     if not present or sum(len(tables[n]) for n in present) == 0:
@@ -332,19 +449,29 @@ def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
         empty = {n: tables[n].assign(person_id=pd.Series(dtype=object, index=tables[n].index)) for n in present}
         return dict(tables) | empty, IdentityReport()
     region = (default_region or config.default_phone_region).upper()
-    records, normalised, invalid_phones, invalid_emails = _stack(tables, region)
-    person, report = link(records, config)
-    report.invalid_phones, report.invalid_emails = invalid_phones, invalid_emails
-    out = dict(tables)
-    start = 0
+    columns: dict[str, list[_Column]] = {kind: [] for kind in KEY_KINDS}
     for name in present:
         frame = tables[name]
+        columns["lead_id"].append(_id_column(_raw_column(frame, "lead_id")))
+        columns["customer_id"].append(_id_column(_raw_column(frame, "customer_id")))
+        columns["email"].append(_email_column(_raw_column(frame, "email")))
+        columns["phone"].append(_phone_column(_raw_column(frame, "phone"), *_region_codes(frame, region)))
+    keys = _stack_codes(columns)
+    component, component_person, report = link(keys, config)
+    report.invalid_emails = int((keys.bad["email"] >= 0).sum())
+    report.invalid_phones = int((keys.bad["phone"] >= 0).sum())
+    del keys
+    out = dict(tables)
+    names = component_person.astype(object)
+    start = 0
+    for i, name in enumerate(present):
+        frame = tables[name]
         end = start + len(frame)
-        email, phone = normalised[name]
-        updated = frame.assign(person_id=person[start:end])
-        for column, values in (("email", email), ("phone", phone)):
+        updated = frame.assign(person_id=_text_of(frame.index, component[start:end], names))
+        for column in CONTACT_KINDS:
             if column in frame.columns:
-                updated[column] = frame[column].where(values.isna(), values)
+                key = columns[column][i]
+                updated[column] = _text_of(frame.index, key.codes, key.shown)
         out[name] = updated
         start = end
     return out, report
