@@ -235,6 +235,7 @@ def load_crm(
     raws = _read_all(files, mapping, progress)
     _notify(progress, "Validating against the data contract", 0.45)
     validated = validate_tables(raws, mapping, base)
+    del raws  # the files as read: validation keeps what it needs (raw values of rejects)
     _notify(progress, "Linking identities", 0.75)
     tables = {name: table.data for name, table in validated.items()}
     region = mapping.default_phone_region or settings.identity.default_phone_region

@@ -105,7 +105,9 @@ def text_output(values: pd.Series) -> pd.Series:
 def _as_text(values: pd.Series) -> pd.Series:
     """Trimmed text with NaN for missing, whatever the source dtype."""
     if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        return values.str.strip()
+        stripped = values.str.strip()
+        # Most columns need no trimming: keep them as read rather than hold a second copy.
+        return values if stripped.equals(values) else stripped
     present = values.notna()
     out = pd.Series(np.nan, index=values.index, dtype=object)
     out[present] = values[present].astype(str).str.strip()
@@ -121,7 +123,9 @@ def _blank_missing(values: pd.Series, missing: frozenset[str]) -> pd.Series:
     if short_mask.any():
         marker[short_mask] = values[short_mask].str.lower().isin(missing).fillna(False).to_numpy(dtype=bool)
     empty = (values.str.len() == 0).fillna(False).to_numpy(dtype=bool)
-    return values.where(~(marker | empty), np.nan)
+    blank = marker | empty
+    # No marker at all (the usual case): the column as it is, not a copy of it.
+    return values.where(~blank, np.nan) if blank.any() else values
 
 
 def _quote(values: pd.Series, personal: bool) -> pd.Series:
@@ -718,4 +722,6 @@ def validate_tables(raws: dict[str, list[RawTable]], mapping: Mapping, base: Pat
         check_unknown_keys(table, issued)
     for table in prepared.values():
         check_duplicates(table)
-    return {name: finalise(table) for name, table in prepared.items()}
+    del table
+    # Each table's working frames (values, cleaned text, raw) go as soon as it is split.
+    return {name: finalise(prepared.pop(name)) for name in list(prepared)}
