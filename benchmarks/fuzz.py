@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -163,9 +164,15 @@ def fuzz_live(url: str, key: str, requests: int, examples: int, seed: int, worke
 
     operations = schema_operations(httpx.get(f"{url}/docs.json", timeout=30).json())
     fuzz = Fuzz(0, 0, operations)
+    budget = max_time
     for run_seed in range(seed, seed + MAX_RUNS):
-        fuzz.runs.append(schemathesis_run(url, key, examples, run_seed, work, workers, operations, max_time))
+        fuzz.runs.append(schemathesis_run(url, key, examples, run_seed, work, workers, operations, budget))
         last = fuzz.runs[-1]
+        if last.requests and last.seconds:
+            # A further run only for what is missing, at the pace just seen (and fuzzing on
+            # until its time is spent), rather than another run of the full size.
+            missing = (requests - fuzz.requests) * last.seconds / last.requests
+            budget = min(max_time or math.inf, 1.2 * missing + 30)
         _say(f"  {last.requests:,} requests in {last.seconds:.0f} s, exit {last.exit_code}")
         if last.requests == 0 or last.exit_code != 0 or fuzz.requests >= requests:
             break
