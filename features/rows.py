@@ -75,6 +75,19 @@ class FeatureRows:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def covering(self, names: Iterable[str]) -> FeatureRows:
+        """These rows with every column of ``names``, absent ones all missing (NaN): a model
+        asked about data it was never given reads it as unknown, as a reindexed frame would."""
+        absent = [n for n in names if n not in self]
+        if not absent:
+            return self
+        nan = np.full(len(self), np.nan)
+        if self._frame is not None:
+            columns = {n: self.column(n) for n in self.names}
+        else:
+            columns = dict(self._columns)
+        return FeatureRows(self.ids, columns | {n: nan for n in absent})
+
     def take(self, positions: np.ndarray) -> FeatureRows:
         """The rows at ``positions`` (in that order)."""
         if self._frame is not None:

@@ -64,6 +64,7 @@ class TargetBundle:
         survival: ``p_won_{d}d`` for each of WON_WITHIN_DAYS, ``median_days_to_win`` (NaN
         when beyond the horizon) and ``probability`` (= P(won within the horizon)).
         """
+        rows = rows.covering(self.feature_names)
         X = rows if getattr(self.model, "reads_feature_rows", False) else self._frame(rows)
         if self.kind == "survival":
             return self._survival_outputs(X)
