@@ -127,7 +127,7 @@ class ScoringApp:
         moment = pd.Timestamp(as_of or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0))
         data = history_to_crm([(j.key, j.request.history) for j in jobs if j.request.history is not None])
         ids = [j.key for j in jobs]
-        features = self._with_model_columns(build_features(data, moment, self.settings.features, persons=ids))
+        features = build_features(data, moment, self.settings.features, persons=ids)
         eligible = {t: features.index.isin(scoring.eligible(t, data, features, moment, self.settings)) for t in targets}
         # A one-person history has no population of its own to read an expected value against.
         basis = self._basis() or ValueBasis.of(features)
@@ -162,15 +162,6 @@ class ScoringApp:
                    for t in targets if t not in done}
         return PersonScores.model_validate({"person_id": label, "as_of": as_of.to_pydatetime(), "scores": answered,
                                             "not_applicable": skipped})
-
-    def _with_model_columns(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Every column the champions read, NaN where the request had no such data (a lead
-        sent without ``industry`` has no ``lead_industry`` column): missing means unknown."""
-        needed = [c for ch in self.models.champions.values() for c in ch.bundle.feature_names]
-        absent = [c for c in dict.fromkeys(needed) if c not in features.columns]
-        if not absent:
-            return features
-        return pd.concat([features, pd.DataFrame(np.nan, index=features.index, columns=absent)], axis=1)
 
     def _basis(self) -> ValueBasis | None:
         """The latest materialised population's figures, if there is one."""

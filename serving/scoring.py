@@ -168,6 +168,9 @@ def target_answers(
     here. ``top_k`` adds the reasons; 0 or None skips explaining.
     """
     bundle = champion.bundle
+    # Columns the request never had (a lead sent without ``industry``) are unknown to the
+    # model and to its reasons alike.
+    rows = rows.covering(bundle.feature_names)
     outputs = bundle.outputs(rows) if outputs is None else outputs
     probability = np.asarray(outputs["probability"], dtype=float)
     percentile = np.round(bundle.percentile(probability), 1)
