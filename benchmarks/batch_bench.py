@@ -86,7 +86,7 @@ def batch_section(bench: BatchBench, customers: int, host_line: list[str]) -> st
         "|---|---:|---:|---:|---:|---:|",
     ]
     for target, (rows, seconds, cpu, trees) in bench.targets.items():
-        lines.append(f"| {target} | {rows:,} | {seconds:.1f} | {cpu:.1f} | {rows / seconds:,.0f} | {trees} |")
+        lines.append(f"| {target} | {rows:,} | {seconds:.2f} | {cpu:.2f} | {rows / seconds:,.0f} | {trees} |")
     lines += [
         f"| **all four** | **{sum(r[0] for r in bench.targets.values()):,}** | **{bench.seconds:.1f}** "
         f"| {bench.cpu_seconds:.1f} | | |",

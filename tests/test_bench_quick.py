@@ -64,7 +64,8 @@ def test_batch_scoring_reports_every_target_and_records_per_second(doc: str) -> 
     section = _section(doc, "Batch scoring")
     for target in TARGETS:
         cells = _cells(section, target)
-        assert int(cells[1].replace(",", "")) > 0 and float(cells[2]) > 0, cells
+        # A small target may score in well under 10 ms, so the rate is the figure to check.
+        assert int(cells[1].replace(",", "")) > 0 and float(cells[4].replace(",", "")) > 0, cells
     rate = section.split("Records per second: ")[1].split(" ")[0]
     assert float(rate.replace(",", "")) > 0
 
