@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.train_bench import CACHE_DIR, DOC_PATH
+from benchmarks.command import CACHE_DIR, DOC_PATH
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,15 @@ applies to them. Figures are printed and written as the "Batch scoring" section 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks.command import bench_parser, command_line, header, publish, stamp
 from benchmarks.http_bench import prepare
-from benchmarks.train_bench import CACHE_DIR, DEFAULT_SEED, DOC_PATH, _header, demo_world, machine, update_doc
+from benchmarks.train_bench import demo_world
 
 TOP_K = 5
 #: The issue's budget: all four targets with top-5 reasons.
@@ -98,31 +97,22 @@ def batch_section(bench: BatchBench, customers: int, host_line: list[str]) -> st
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.batch_bench", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("benchmarks.batch_bench", __doc__)
     parser.add_argument("--customers", type=int, default=100_000, help="people in the demo world")
     parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
-    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
-    parser.add_argument("--no-doc", action="store_true", help="print only")
     return parser
 
 
 def run(args: argparse.Namespace, command: str) -> str:
-    host = machine()  # before the work: the load average is the machine's, not ours
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host, when = stamp()
     bench = bench_batch(args.customers, args.seed, args.snapshots, args.cache_dir)
-    return batch_section(bench, args.customers, _header("Batch scoring", host, when, command))
+    return batch_section(bench, args.customers, header("Batch scoring", host, when, command))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    section = run(args, shlex.join(["python", "-m", "benchmarks.batch_bench", *argv]))
-    print(section)
-    if not args.no_doc:
-        update_doc(args.doc, {"Batch scoring": section})
-        print(f"written to {args.doc}")
+    publish(args, {"Batch scoring": run(args, command_line("benchmarks.batch_bench", argv))})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import resource
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -31,19 +30,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.train_bench import (
-    DEFAULT_SEED,
-    DOC_PATH,
-    PERSON_TABLES,
-    Machine,
-    _header,
-    demo_world,
-    isolated,
-    machine,
-    peak_rss_mb,
-    story_version,
-    update_doc,
-)
+from benchmarks.command import Machine, bench_parser, command_line, header, publish, say, stamp
+from benchmarks.train_bench import PERSON_TABLES, demo_world, isolated, peak_rss_mb, story_version
 
 CACHE_DIR = Path(".radar/bench")
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -188,7 +176,7 @@ def validated_world(
         if customers % tile_from:
             raise ValueError(f"{customers:,} customers cannot be tiled from {tile_from:,}")
         source, source_figures = validated_world(tile_from, seed, cache_dir, tile_from=None)
-        _say(f"{customers:,}: tiling the validated {tile_from:,} world ×{customers // tile_from}")
+        say(f"{customers:,}: tiling the validated {tile_from:,} world ×{customers // tile_from}")
         started = time.perf_counter()
         isolated(tile_validated, source, customers // tile_from, folder)
         figures = LoadFigures(
@@ -198,7 +186,7 @@ def validated_world(
         figures_file.write_text(json.dumps(asdict(figures)), encoding="utf-8")
         return folder, figures
     world = demo_world(customers, seed, cache_dir)
-    _say(f"{customers:,}: load_crm (the first time only)")
+    say(f"{customers:,}: load_crm (the first time only)")
     figures = isolated(validate_world, world, folder)
     # Written after the folder, so an interrupted load is redone rather than half-trusted.
     figures_file.write_text(json.dumps(asdict(figures)), encoding="utf-8")
@@ -235,11 +223,6 @@ def bench_build(folder: Path, customers: int) -> FeatureRun:
     return run
 
 
-def _say(message: str) -> None:
-    # Progress on stderr: stdout is the report.
-    print(message, file=sys.stderr, flush=True)
-
-
 # --- Reporting -------------------------------------------------------------------------------
 
 
@@ -254,7 +237,7 @@ def _growth(later: float, earlier: float) -> str:
 
 def features_section(runs: Sequence[FeatureRun], host: Machine, when: str, command: str) -> str:
     """The "Features" section of docs/benchmarks.md."""
-    lines = _header(SECTION, host, when, command) + [
+    lines = header(SECTION, host, when, command) + [
         "`build_features` for everyone at the day after the data (the scoring moment), on validated "
         "tables read with `read_validated` (only the columns the features use: `input_columns`); "
         "each size in a fresh process. CPU = user + sys of the "
@@ -324,33 +307,29 @@ def budget_line(runs: Sequence[FeatureRun]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.features_bench", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("benchmarks.features_bench", __doc__, cache_dir=CACHE_DIR,
+                          cache_help="worlds and validated tables")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="customers per world")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="worlds and validated tables")
     parser.add_argument("--reload", action="store_true", help="run load_crm again instead of using the cache")
     parser.add_argument(
         "--tile-from", type=int, default=DEFAULT_TILE_FROM,
         help="larger sizes tile this size's validated tables instead of running load_crm (0: never)",
     )
-    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
-    parser.add_argument("--no-doc", action="store_true", help="print only")
     return parser
 
 
 def run(args: argparse.Namespace, command: str) -> tuple[str, list[FeatureRun]]:
     """Run the benchmark; return the Markdown section and the figures."""
-    host = machine()
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host, when = stamp()
     runs = []
     for customers in sorted(args.sizes):
         folder, load = validated_world(
             customers, args.seed, args.cache_dir, reload=args.reload, tile_from=args.tile_from or None
         )
-        _say(f"{customers:,}: build_features in a fresh process")
+        say(f"{customers:,}: build_features in a fresh process")
         bench = isolated(bench_build, folder, customers)
         bench.load = load
-        _say(f"  {bench.build_seconds:.1f} s wall, {bench.build_cpu_seconds:.1f} s CPU, peak RSS {bench.peak_rss_mb:,.0f} MB")
+        say(f"  {bench.build_seconds:.1f} s wall, {bench.build_cpu_seconds:.1f} s CPU, peak RSS {bench.peak_rss_mb:,.0f} MB")
         runs.append(bench)
     return features_section(runs, host, when, command), runs
 
@@ -358,12 +337,8 @@ def run(args: argparse.Namespace, command: str) -> tuple[str, list[FeatureRun]]:
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    command = shlex.join(["python", "-m", "benchmarks.features_bench", *argv])
-    section, _ = run(args, command)
-    print(section)
-    if not args.no_doc:
-        update_doc(args.doc, {SECTION: section})
-        print(f"written to {args.doc}")
+    section, _ = run(args, command_line("benchmarks.features_bench", argv))
+    publish(args, {SECTION: section})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -28,13 +27,11 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmarks.http_bench import _say
-from benchmarks.live import DOC_PATH, live_server, load_average, prepare_world, write_section
-from benchmarks.train_bench import CACHE_DIR, DEFAULT_SEED, machine
+from benchmarks.command import bench_parser, command_line, publish, say, stamp
+from benchmarks.live import DOC_PATH, live_server, load_average, prepare_world, write_reliability
 
 CHECKS = (
     "not_a_server_error",
@@ -143,7 +140,7 @@ def schemathesis_run(url: str, key: str, examples: int, seed: int, work: Path, w
         "--no-color",
         *(["--max-time", str(max(1, round(max_time)))] if max_time else []),
     ]
-    _say(f"schemathesis: {examples} cases per operation, seed {seed}")
+    say(f"schemathesis: {examples} cases per operation, seed {seed}")
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=work, timeout=3600)
     seconds = time.perf_counter() - started
@@ -173,7 +170,7 @@ def fuzz_live(url: str, key: str, requests: int, examples: int, seed: int, worke
             # until its time is spent), rather than another run of the full size.
             missing = (requests - fuzz.requests) * last.seconds / last.requests
             budget = min(max_time or math.inf, 1.2 * missing + 30)
-        _say(f"  {last.requests:,} requests in {last.seconds:.0f} s, exit {last.exit_code}")
+        say(f"  {last.requests:,} requests in {last.seconds:.0f} s, exit {last.exit_code}")
         if last.requests == 0 or last.exit_code != 0 or fuzz.requests >= requests:
             break
     if not fuzz.passed:
@@ -183,8 +180,7 @@ def fuzz_live(url: str, key: str, requests: int, examples: int, seed: int, worke
 
 def run(args: argparse.Namespace, command: str) -> tuple[str, Fuzz]:
     """Fuzz until ``args.requests`` requests were sent; the Markdown section and the figures."""
-    host = machine()
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host, when = stamp()
     world = prepare_world(args.customers, args.seed, args.snapshots, args.cache_dir)
     with tempfile.TemporaryDirectory(prefix="radar-fuzz-") as tmp:
         with live_server(world, Path(tmp)) as (server, key):
@@ -237,30 +233,23 @@ def _version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fuzz", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("benchmarks.fuzz", __doc__, doc=DOC_PATH, seed_help="world seed and first Schemathesis seed")
     parser.add_argument("--requests", type=int, default=10_000, help="send at least this many requests")
     parser.add_argument("--examples", type=int, default=0,
                         help=f"cases per operation and run (default {DEFAULT_EXAMPLES})")
     parser.add_argument("--customers", type=int, default=2000, help="people in the demo world")
     parser.add_argument("--snapshots", type=int, default=3, help="training snapshots (settings n_snapshots)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="world seed and first Schemathesis seed")
     parser.add_argument("--workers", type=int, default=2, help="concurrent Schemathesis workers")
     parser.add_argument("--max-time", type=float, default=None,
                         help="seconds per Schemathesis run (it fuzzes on until they are spent)")
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
-    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
-    parser.add_argument("--no-doc", action="store_true", help="print only")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    section, fuzz = run(args, shlex.join(["python", "-m", "benchmarks.fuzz", *argv]))
-    print(section)
-    if not args.no_doc:
-        write_section("API fuzzing", section, args.doc)
-        print(f"written to {args.doc}")
+    section, fuzz = run(args, command_line("benchmarks.fuzz", argv))
+    publish(args, {"API fuzzing": section}, write_reliability)
     if not fuzz.passed or fuzz.requests < args.requests:
         raise SystemExit(1)
 

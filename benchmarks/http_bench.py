@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import socket
 import subprocess
@@ -34,22 +33,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-from benchmarks.train_bench import (
-    CACHE_DIR,
-    DEFAULT_SEED,
-    DOC_PATH,
-    Machine,
-    demo_world,
-    machine,
-    story_version,
-    update_doc,
-)
+from benchmarks.command import Machine, bench_parser, command_line, header, publish, say, stamp
+from benchmarks.train_bench import demo_world, story_version
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_TARGET = "purchase_probability"
@@ -136,7 +126,7 @@ def _build(world: Path, folder: Path, snapshots: int) -> dict:
 
     settings = _settings(folder, snapshots)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    _say(f"training the champions on {world} (cached in {folder})")
+    say(f"training the champions on {world} (cached in {folder})")
     train_all(world, settings)
     data = load_crm(world, settings=settings).data
     as_of = data_span(data)[1].normalize()
@@ -153,11 +143,6 @@ def _build(world: Path, folder: Path, snapshots: int) -> dict:
     rows = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
     return {"people": len(features), "features": len(feature_columns(features)), "trees": model.num_trees(),
             "ids": [str(i) for i in ids], "rows": rows}
-
-
-def _say(message: str) -> None:
-    # Progress on stderr: stdout is the report.
-    print(f"  {message}", file=sys.stderr, flush=True)
 
 
 # --- Servers -----------------------------------------------------------------------------------
@@ -348,7 +333,7 @@ def measure(name: str, case: str, load: Load, clients_list: Sequence[int], durat
     drive(load, max(clients_list), min(WARMUP_SECONDS, duration / 3), max_requests, work)
     results = []
     for clients in clients_list:
-        _say(f"{name} {case}: {clients} clients for {duration:g} s")
+        say(f"{name} {case}: {clients} clients for {duration:g} s")
         figures = drive(load, clients, duration, max_requests, work)
         results.append(LoadResult(name, case, clients, *figures))
     return results
@@ -407,8 +392,7 @@ class HttpBench:
 
 def run(args: argparse.Namespace, command: str) -> tuple[str, HttpBench]:
     """Run the benchmark; return the Markdown "HTTP" section and the figures."""
-    host = machine()
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host, when = stamp()
     prepared = prepare(args.customers, args.seed, args.snapshots, args.cache_dir)
     clients = [int(c) for c in str(args.clients).split(",") if c.strip()]
     cases = [c.strip() for c in str(args.targets).split(",") if c.strip()]
@@ -434,8 +418,7 @@ def http_section(bench: HttpBench, host: Machine, when: str, command: str, durat
     """The "HTTP" section of docs/benchmarks.md."""
     p = bench.prepared
     tools = sorted({r.tool for r in bench.results})
-    lines = [
-        "## HTTP", "", f"- Machine: {host.describe()}", f"- Date: {when}", f"- Command: `{command}`", "",
+    lines = header("HTTP", host, when, command) + [
         f"Size: {bench.customers:,}-customer demo world, {p.people:,} people in the feature store, "
         f"{p.features} features; purchase champion {p.trees} trees. `POST /score` by `person_id` with top-{TOP_K} "
         f"reasons, ids cycled over {len(p.ids):,} people; {duration:g} s per row over loopback, load from "
@@ -493,17 +476,13 @@ def kept_notes(doc: Path) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.http_bench", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("benchmarks.http_bench", __doc__)
     parser.add_argument("--customers", type=int, default=20_000, help="people in the demo world")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per case and client count")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--targets", default="one,all", help="one (purchase_probability), all, or one,all")
     parser.add_argument("--max-requests", type=int, default=500_000, help="cap on requests per run")
     parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
-    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
-    parser.add_argument("--no-doc", action="store_true", help="print only")
     return parser
 
 
@@ -513,12 +492,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     bad = set(str(args.targets).split(",")) - {"one", "all"}
     if bad:
         raise SystemExit(f"--targets: one, all or one,all (not {', '.join(sorted(bad))})")
-    command = shlex.join(["python", "-m", "benchmarks.http_bench", *argv])
-    section, _ = run(args, command)
-    print(section)
-    if not args.no_doc:
-        update_doc(args.doc, {"HTTP": section + "\n" + kept_notes(args.doc)})
-        print(f"written to {args.doc}")
+    section, _ = run(args, command_line("benchmarks.http_bench", argv))
+    publish(args, {"HTTP": section + "\n" + kept_notes(args.doc)})
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ from pathlib import Path
 import psutil
 
 from benchmarks.http_bench import Prepared, Server, prepare, serve
-from benchmarks.train_bench import demo_world, update_doc
+from benchmarks.command import update_doc
+from benchmarks.train_bench import demo_world
 
 DOC_PATH = Path("docs/reliability.md")
-DOC_TITLE = "# Reliability\n\n"
+DOC_TITLE = "# Reliability"
 
 
 @dataclass
@@ -92,13 +93,9 @@ def server_rss(pid: int) -> tuple[int, int]:
     return total, count
 
 
-def write_section(title: str, section: str, doc: Path = DOC_PATH) -> None:
-    """Replace (or add) ``## title`` in ``doc``, keeping every other section."""
-    doc = Path(doc)
-    if not doc.is_file():
-        doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(DOC_TITLE, encoding="utf-8")
-    update_doc(doc, {title: section})
+def write_reliability(doc: Path, sections: dict[str, str]) -> None:
+    """Replace (or add) the sections in ``doc``, keeping every other one."""
+    update_doc(doc, sections, title=DOC_TITLE)
 
 
 def load_average() -> str:

@@ -23,19 +23,16 @@ import csv
 import json
 import math
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.http_bench import _say
-from benchmarks.live import DOC_PATH, live_server, load_average, prepare_world, server_rss, write_section
-from benchmarks.train_bench import CACHE_DIR, DEFAULT_SEED, machine
+from benchmarks.command import bench_parser, command_line, publish, say, stamp
+from benchmarks.live import DOC_PATH, live_server, load_average, prepare_world, server_rss, write_reliability
 
 LOCUSTFILE = Path(__file__).resolve().parent / "soak_locust.py"
 #: Requests per second each simulated user makes (Locust's constant_throughput).
@@ -139,9 +136,9 @@ def soak_live(url: str, pid: int, key: str, ids: Sequence[str], rate: float, sec
     soak = Soak(users * USER_RATE, seconds, users, 0, 0, len(ids))
     ids_file = work / "ids.json"
     ids_file.write_text(json.dumps(list(ids)), encoding="utf-8")
-    _say(f"warm-up: {warmup:g} s at {soak.target_rate:g} requests/s")
+    say(f"warm-up: {warmup:g} s at {soak.target_rate:g} requests/s")
     locust(url, key, ids_file, users, warmup, work / "warmup")
-    _say(f"soak: {seconds:g} s at {soak.target_rate:g} requests/s ({users} users)")
+    say(f"soak: {seconds:g} s at {soak.target_rate:g} requests/s ({users} users)")
     with RssSampler(pid) as rss:
         soak.locust_exit = locust(url, key, ids_file, users, seconds, work / "soak")
     stats = read_stats(work / "soak")
@@ -160,8 +157,7 @@ def soak_live(url: str, pid: int, key: str, ids: Sequence[str], rate: float, sec
 
 
 def run(args: argparse.Namespace, command: str) -> tuple[str, Soak]:
-    host = machine()
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host, when = stamp()
     world = prepare_world(args.customers, args.seed, args.snapshots, args.cache_dir, crm_folder=False)
     with tempfile.TemporaryDirectory(prefix="radar-soak-") as tmp:
         with live_server(world, Path(tmp)) as (server, key):
@@ -204,28 +200,21 @@ def soak_section(soak: Soak, host: str, when: str, command: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("benchmarks.soak", __doc__, doc=DOC_PATH)
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the measured run")
     parser.add_argument("--rate", type=float, default=300.0, help="target requests per second")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds of uncounted load first")
     parser.add_argument("--customers", type=int, default=20_000, help="people in the demo world")
     parser.add_argument("--snapshots", type=int, default=3,
                         help="training snapshots (settings n_snapshots; the load does not depend on them)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
-    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
-    parser.add_argument("--no-doc", action="store_true", help="print only")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    section, soak = run(args, shlex.join(["python", "-m", "benchmarks.soak", *argv]))
-    print(section)
-    if not args.no_doc:
-        write_section("Soak", section, args.doc)
-        print(f"written to {args.doc}")
+    section, soak = run(args, command_line("benchmarks.soak", argv))
+    publish(args, {"Soak": section}, write_reliability)
     if not soak.passed:
         raise SystemExit(1)
 

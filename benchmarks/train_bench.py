@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import resource
-import shlex
 import sys
 import tempfile
 import time
@@ -29,63 +27,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-CACHE_DIR = Path("data/generated")
-DOC_PATH = Path("docs/benchmarks.md")
+from benchmarks.command import (
+    CACHE_DIR,
+    DEFAULT_SEED,
+    Machine,
+    bench_parser,
+    command_line,
+    header,
+    publish,
+    stamp,
+)
+
 #: Training all four targets at 100 k people × 12 snapshots must fit in this on 2 cores.
 TRAIN_BUDGET_SECONDS = 300.0
-DEFAULT_SEED = 7
 PERSON_TABLES = ("leads", "interactions", "orders", "deals")
 
 T = TypeVar("T")
-
-
-# --- The machine -----------------------------------------------------------------------------
-
-
-@dataclass
-class Machine:
-    """Where the figures were measured."""
-
-    cores: int
-    memory_gb: float
-    cpu: str
-    python: str
-    system: str
-    #: 1-minute load average when the run started: other work on the machine slows the figures.
-    load_average: float = float("nan")
-
-    def describe(self) -> str:
-        return (
-            f"{self.cores} cores ({self.cpu}), {self.memory_gb:.1f} GB RAM, Python {self.python}, {self.system}; "
-            f"load average {self.load_average:.1f} at start"
-        )
-
-
-def _proc_field(path: str, key: str) -> str | None:
-    """The value of the first ``key: value`` line of a /proc file (None off Linux)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                name, _, value = line.partition(":")
-                if name.strip() == key:
-                    return value.strip()
-    except OSError:
-        return None
-    return None
-
-
-def machine() -> Machine:
-    """Cores, memory and CPU of this machine."""
-    total_kb = _proc_field("/proc/meminfo", "MemTotal")
-    memory_gb = float(total_kb.split()[0]) / 1024**2 if total_kb else float("nan")
-    return Machine(
-        cores=os.cpu_count() or 1,
-        memory_gb=memory_gb,
-        cpu=_proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown CPU",
-        python=platform.python_version(),
-        system=f"{platform.system()} {platform.release()}",
-        load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
-    )
 
 
 def peak_rss_mb() -> float:
@@ -274,16 +231,12 @@ def isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 # --- Reporting -------------------------------------------------------------------------------
 
 
-def _header(title: str, host: Machine, when: str, command: str) -> list[str]:
-    return [f"## {title}", "", f"- Machine: {host.describe()}", f"- Date: {when}", f"- Command: `{command}`", ""]
-
-
 def training_section(bench: TrainingBench, host: Machine, when: str, command: str) -> str:
     """The "Training" section of docs/benchmarks.md."""
     total = bench.train_seconds
     verdict = "within" if total <= TRAIN_BUDGET_SECONDS else "OVER"
     events = ", ".join(f"{n:,} {t}" for t, n in bench.events.items())
-    lines = _header("Training", host, when, command) + [
+    lines = header("Training", host, when, command) + [
         f"Size: {bench.people:,} people, {sum(bench.events.values()):,} events ({events}), "
         f"{bench.snapshots} snapshots. No MLflow registration unless a `register` row is shown.",
         "",
@@ -309,7 +262,7 @@ def training_section(bench: TrainingBench, host: Machine, when: str, command: st
 
 def features_section(benches: Sequence[FeatureBench], host: Machine, when: str, command: str) -> str:
     """The "Features" section of docs/benchmarks.md."""
-    lines = _header("Features", host, when, command) + [
+    lines = header("Features", host, when, command) + [
         "`build_features` at one as-of (the day after the data), everyone known; each size in a fresh process.",
         "",
         "| world (people) | people scored | features | load (s) | build_features (s) | peak RSS after load (MB) | peak RSS (MB) |",
@@ -323,54 +276,26 @@ def features_section(benches: Sequence[FeatureBench], host: Machine, when: str, 
     return "\n".join(lines + [""])
 
 
-def update_doc(path: Path, sections: dict[str, str]) -> None:
-    """Replace (or append) the ``## <title>`` sections of ``path``, keeping the rest."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n\n"
-    blocks = _split_sections(text)
-    for title, body in sections.items():
-        blocks[title] = body.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(b.rstrip("\n") + "\n" for b in blocks.values()), encoding="utf-8")
-
-
-def _split_sections(text: str) -> dict[str, str]:
-    """Preamble (key "") and each ``## `` section by title, in order."""
-    blocks: dict[str, list[str]] = {"": []}
-    current = ""
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = line[3:].strip()
-            blocks[current] = []
-        blocks[current].append(line)
-    return {title: "\n".join(lines) + "\n" for title, lines in blocks.items()}
-
-
 # --- Command ---------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_bench", description=__doc__.split("\n\n")[0])
+    parser = bench_parser("benchmarks.train_bench", __doc__)
     parser.add_argument("--customers", type=int, default=100_000, help="people in the training world")
     parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument(
         "--feature-sizes", type=int, nargs="*", default=[],
         help="also time build_features at these sizes (benchmarks.features_bench is the full feature benchmark)"
     )
     parser.add_argument("--register", action="store_true", help="also log and register in MLflow (temp store)")
     parser.add_argument("--skip-training", action="store_true")
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR)
-    parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file to update")
-    parser.add_argument("--no-doc", action="store_true", help="print only")
     return parser
 
 
 def run(args: argparse.Namespace, command: str, *, isolate: bool = True) -> dict[str, str]:
     """Run the benchmark; return the Markdown sections by title."""
     call = isolated if isolate else (lambda fn, *a, **k: fn(*a, **k))
-    host = machine()
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    host, when = stamp()
     sections = {}
     if not args.skip_training:
         world = demo_world(args.customers, args.seed, args.cache_dir)
@@ -391,13 +316,7 @@ def run(args: argparse.Namespace, command: str, *, isolate: bool = True) -> dict
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    command = shlex.join(["python", "-m", "benchmarks.train_bench", *argv])
-    sections = run(args, command)
-    for body in sections.values():
-        print(body)
-    if not args.no_doc:
-        update_doc(args.doc, sections)
-        print(f"written to {args.doc}")
+    publish(args, run(args, command_line("benchmarks.train_bench", argv)))
 
 
 if __name__ == "__main__":

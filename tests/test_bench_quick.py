@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.http_bench import CASE_NAMES, KEPT_MARKER, kept_notes
-from benchmarks.train_bench import update_doc
+from benchmarks.command import update_doc
 from training.datasets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]

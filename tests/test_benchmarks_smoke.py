@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.train_bench import _parser, machine, peak_rss_mb, run, update_doc
+from benchmarks.command import machine, update_doc
+from benchmarks.train_bench import _parser, peak_rss_mb, run
 from training.datasets import TARGETS
 
 STAGES = ("load", "features_and_labels", *(f"train_{t}" for t in TARGETS))

@@ -16,7 +16,7 @@ from benchmarks.features_bench import (
     main,
     validated_world,
 )
-from benchmarks.train_bench import machine
+from benchmarks.command import machine
 
 SIZE = 2000
 
