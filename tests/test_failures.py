@@ -149,6 +149,34 @@ def _log(settings: Settings, name: str) -> str:
     return (Path(settings.work_dir) / name).read_text(errors="replace")
 
 
+@contextmanager
+def _served_without_mlflow(settings: Settings, exported: Path, tmp_path: Path,
+                           damage_store: bool = False) -> Iterator[tuple[Settings, dict, httpx.Client]]:
+    """A real server whose tracking URI is a closed port and whose champions come from
+    `radar bento export` (its feature store garbled with ``damage_store``). Checks that it is
+    ready, degraded and serving exactly the exported champions, then yields its settings,
+    /status and a client; once done, that its log names the failure without a traceback."""
+    dead = _work_copy(settings, tmp_path / "work", _closed_port_uri())
+    if damage_store:
+        _garble(Path(dead.work_dir) / "feature_store.sqlite")
+    with running_server(dead, KEY, "server.log", BENTOML_HOME=str(exported),
+                        MLFLOW_TRACKING_URI=dead.tracking_uri) as (url, statuses):
+        assert statuses[-1] == 200
+        status = _status(url)
+        champions = load_champions(settings)
+        assert status["status"] == "degraded" and status["model_source"] == "bentoml"
+        assert status["models"] == {t: c.version for t, c in champions.items()}
+        assert status["problems"][0] == (f"MLflow registry {dead.tracking_uri} unreachable (MlflowException): "
+                                         "serving the champions exported to BentoML's model store")
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
+            models = client.get("/models").json()["models"]
+            assert {m["target"]: (m["version"], m["source"]) for m in models} == {
+                t: (c.version, "bentoml") for t, c in champions.items()}
+            yield dead, status, client
+    log = _log(dead, "server.log")
+    assert "Radar DEGRADED: MLflow registry" in log and "Traceback" not in log, log[-4000:]
+
+
 def test_mlflow_down_and_a_damaged_store_degrade_the_server_but_it_serves(trained: tuple, exported: Path,
                                                                           batch: pd.DataFrame, tmp_path: Path) -> None:
     """Both failures at once, in one real server (the default run's version of the two slow
@@ -156,66 +184,36 @@ def test_mlflow_down_and_a_damaged_store_degrade_the_server_but_it_serves(traine
     export`, the feature store is garbage. It is ready, says degraded and why, scores by
     history like `radar score`, and by id answers 404 with the command that rebuilds the store."""
     settings, data, as_of = trained
-    dead = _work_copy(settings, tmp_path / "work", _closed_port_uri())
-    store = Path(dead.work_dir) / "feature_store.sqlite"
-    _garble(store)
-    with running_server(dead, KEY, "server.log", BENTOML_HOME=str(exported),
-                        MLFLOW_TRACKING_URI=dead.tracking_uri) as (url, statuses):
-        assert statuses[-1] == 200
-        status = _status(url)
-        champions = load_champions(settings)
-        assert status["status"] == "degraded" and status["model_source"] == "bentoml"
-        assert status["models"] == {t: c.version for t, c in champions.items()}
-        registry, damaged = status["problems"]
-        assert registry == (f"MLflow registry {dead.tracking_uri} unreachable (MlflowException): "
-                            "serving the champions exported to BentoML's model store")
+    with _served_without_mlflow(settings, exported, tmp_path, damage_store=True) as (dead, status, client):
+        store = Path(dead.work_dir) / "feature_store.sqlite"
+        damaged = status["problems"][1]
+        assert len(status["problems"]) == 2
         assert damaged.startswith(f"feature store {store} is damaged") and REBUILD in damaged
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
-            models = client.get("/models").json()["models"]
-            assert {m["target"]: (m["version"], m["source"]) for m in models} == {
-                t: (c.version, "bentoml") for t, c in champions.items()}
-            from test_service_http import _history
+        from test_service_http import _history
 
-            for target in batch["target"].unique():
-                person = _people(batch, target)[0]
-                by_id = client.post("/score", json={"person_id": person, "targets": [target]})
-                assert by_id.status_code == 404 and REBUILD in by_id.json()["error"], by_id.text
-                request = {"person_id": person, "as_of": as_of.isoformat(), "history": _history(data, person),
-                           "targets": [target]}
-                response = client.post("/score", json=request)
-                assert response.status_code == 200, response.text
-                # The population figures behind expected values live in the store: not compared.
-                _assert_same(response.json(), batch, person, target, tuple(c for c in COMPARED if c != "expected_value"))
-    log = _log(dead, "server.log")
-    assert "Radar DEGRADED: MLflow registry" in log and f"Radar DEGRADED: feature store {store}" in log
-    assert "Traceback" not in log, log[-4000:]
+        for target in batch["target"].unique():
+            person = _people(batch, target)[0]
+            by_id = client.post("/score", json={"person_id": person, "targets": [target]})
+            assert by_id.status_code == 404 and REBUILD in by_id.json()["error"], by_id.text
+            request = {"person_id": person, "as_of": as_of.isoformat(), "history": _history(data, person),
+                       "targets": [target]}
+            response = client.post("/score", json=request)
+            assert response.status_code == 200, response.text
+            # The population figures behind expected values live in the store: not compared.
+            _assert_same(response.json(), batch, person, target, tuple(c for c in COMPARED if c != "expected_value"))
+    assert f"Radar DEGRADED: feature store {store}" in _log(dead, "server.log")
 
 
 @pytest.mark.slow
 def test_mlflow_unreachable_serves_the_exported_champions_degraded(trained: tuple, exported: Path, batch: pd.DataFrame,
                                                                     tmp_path: Path) -> None:
-    settings = trained[0]
-    dead = _work_copy(settings, tmp_path / "work", _closed_port_uri())
-    with running_server(dead, KEY, "server.log", BENTOML_HOME=str(exported),
-                        MLFLOW_TRACKING_URI=dead.tracking_uri) as (url, statuses):
-        assert statuses[-1] == 200
-        status = _status(url)
-        champions = load_champions(settings)
-        assert status["status"] == "degraded" and status["model_source"] == "bentoml"
-        assert status["models"] == {t: c.version for t, c in champions.items()}
-        assert status["problems"] == [f"MLflow registry {dead.tracking_uri} unreachable (MlflowException): "
-                                      "serving the champions exported to BentoML's model store"]
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
-            models = client.get("/models").json()["models"]
-            assert {m["target"]: (m["version"], m["source"]) for m in models} == {
-                t: (c.version, "bentoml") for t, c in champions.items()}
-            for target in batch["target"].unique():
-                for person in _people(batch, target):
-                    response = client.post("/score", json={"person_id": person, "targets": [target]})
-                    assert response.status_code == 200, response.text
-                    _assert_same(response.json(), batch, person, target, COMPARED)
-    log = _log(dead, "server.log")
-    assert "Radar DEGRADED: MLflow registry" in log and "Traceback" not in log, log[-4000:]
+    with _served_without_mlflow(trained[0], exported, tmp_path) as (_, status, client):
+        assert len(status["problems"]) == 1
+        for target in batch["target"].unique():
+            for person in _people(batch, target):
+                response = client.post("/score", json={"person_id": person, "targets": [target]})
+                assert response.status_code == 200, response.text
+                _assert_same(response.json(), batch, person, target, COMPARED)
 
 
 def test_no_mlflow_and_no_exported_models_is_never_ready(trained: tuple, tmp_path: Path) -> None:
