@@ -14,6 +14,7 @@ from benchmarks.features_bench import (
     LoadFigures,
     features_section,
     main,
+    median_run,
     validated_world,
 )
 from benchmarks.command import machine
@@ -45,8 +46,11 @@ def test_every_figure_is_printed(bench: tuple[str, str, Path]) -> None:
         assert expected in printed, expected
     header = _row(printed, "customers")
     cells = dict(zip(header, _row(printed, f"{SIZE:,}")))
-    assert len(cells) == 14 and all(cells.values()), cells
+    assert len(cells) == 15 and all(cells.values()), cells
+    repeats = [float(x) for x in cells.pop("wall of each repeat (s)").split(" / ")]
     numbers = {k: float(v.replace(",", "")) for k, v in cells.items()}
+    # Three builds by default; the row is the median one.
+    assert len(repeats) == 3 and sorted(repeats)[1] == numbers["build wall (s)"]
     assert numbers["people"] > SIZE / 2 and numbers["features"] > 50
     assert numbers["interactions"] > numbers["leads"] > 0 and numbers["orders"] > 0 and numbers["deals"] > 0
     assert numbers["events"] == sum(numbers[t] for t in ("leads", "interactions", "orders", "deals"))
@@ -83,3 +87,11 @@ def test_growth_and_budget_verdicts() -> None:
     growth = _row(text, f"{small.customers:,} → {big.customers:,}")
     assert growth == [f"{small.customers:,} → {big.customers:,}", "10.0×", "20.0×", "10.0×", "10.0×", "10.0×"]
     assert "wall 40.0 s (NOT met), CPU 15.0 s (met), peak RSS 8.8 GiB (NOT met)" in text
+
+
+def test_the_median_repeat_is_reported_with_every_wall_time() -> None:
+    load = LoadFigures(seconds=1.0, cpu_seconds=1.0, peak_rss_mb=100.0, date="then", measured=False)
+    runs = [FeatureRun(customers=10, build_seconds=s, build_cpu_seconds=s / 2) for s in (0.9, 0.4, 0.6)]
+    median = median_run(runs, load)
+    assert median.build_seconds == 0.6 and median.build_cpu_seconds == 0.3
+    assert median.repeats == [0.9, 0.4, 0.6] and median.load is load
