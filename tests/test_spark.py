@@ -132,7 +132,14 @@ def test_spark_scores_equal_score_people(spark, trained) -> None:
     expected = score_people(data, as_of, champions, settings, top_k=3)
     got = score_people_spark(data, as_of, champions, settings, spark=spark, top_k=3)
     assert set(got["target"]) == set(TARGETS)
-    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # Model outputs computed over a Spark partition rather than the whole frame may differ
+    # in the last bit (BLAS and numpy's vectorised exp/log round by batch layout: one
+    # probability in 3,717 did, by one ulp). Floats are compared to 1e-12 relative; every
+    # other column (scores, grades, percentiles, reasons, ids) must be identical.
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=0.0)
+    for column in got.columns:
+        if not pd.api.types.is_float_dtype(got[column]):
+            assert got[column].equals(expected[column]), column
 
 
 def test_cli_engine_spark(spark, world, trained, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
