@@ -52,7 +52,7 @@ def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
     return [
         ["benchmarks.features_bench", "--sizes", *map(str, plan.feature_sizes), *common],
         ["benchmarks.train_bench", "--customers", str(plan.training[0]), "--snapshots", str(plan.training[1]),
-         "--feature-sizes", *common],
+         *common],
         ["benchmarks.batch_bench", *scoring, *common],
         ["benchmarks.http_bench", *scoring, "--duration", str(plan.http_seconds), "--clients", plan.http_clients,
          *common],

@@ -1,14 +1,14 @@
-"""Training and feature-build benchmark on a demo world.
+"""Training benchmark on a demo world.
 
     python -m benchmarks.train_bench --customers 100000 --snapshots 12
 
 Generates (or reuses, cached under ``data/generated/``) a Parquet demo world, then times
-loading, snapshot features + labels and the training of every target, and the build of
-one feature snapshot at several world sizes. Figures are printed and written as the
-"Training" and "Features" sections of ``docs/benchmarks.md``.
+loading, snapshot features + labels and the training of every target. Figures are printed
+and written as the "Training" section of ``docs/benchmarks.md`` (the feature build has its
+own benchmark, ``benchmarks.features_bench``).
 
-Each measurement runs in a fresh process so its peak RSS is its own: ``ru_maxrss`` only
-ever grows, so measuring 20 k after 100 k in one process would report 100 k's memory.
+The measurement runs in a fresh process so its peak RSS is its own: ``ru_maxrss`` only
+ever grows, so a process that had built a larger world first would report its memory.
 """
 
 from __future__ import annotations
@@ -177,51 +177,6 @@ def _register(results: dict[str, Any], rows: dict[str, Any], settings: Any, plan
         serve_best_baseline_if_no_champion(result, settings, plan)
 
 
-# --- Features --------------------------------------------------------------------------------
-
-
-@dataclass
-class FeatureBench:
-    """One feature snapshot: everyone known as of the day after the data."""
-
-    customers: int
-    people: int
-    features: int
-    as_of: str
-    load_seconds: float
-    seconds: float
-    load_peak_rss_mb: float
-    peak_rss_mb: float
-
-
-def bench_features(world: Path, customers: int) -> FeatureBench:
-    """Time ``build_features`` at one as-of (the scoring moment: the day after the data)."""
-    from features.ingest import load_crm
-    from features.pipeline import build_features, feature_columns
-    from radar.config import Settings
-    from training.datasets import data_span
-
-    settings = Settings()
-    started = time.perf_counter()
-    data = load_crm(world, settings=settings).data
-    load_seconds = time.perf_counter() - started
-    load_rss = peak_rss_mb()
-    as_of = data_span(data)[1]
-    started = time.perf_counter()
-    frame = build_features(data, as_of, settings.features)
-    seconds = time.perf_counter() - started
-    return FeatureBench(
-        customers=customers,
-        people=len(frame),
-        features=len(feature_columns(frame)),
-        as_of=str(as_of.date()),
-        load_seconds=load_seconds,
-        seconds=seconds,
-        load_peak_rss_mb=load_rss,
-        peak_rss_mb=peak_rss_mb(),
-    )
-
-
 def isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn`` in a fresh (spawned) process, so its peak RSS starts from zero."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -260,22 +215,6 @@ def training_section(bench: TrainingBench, host: Machine, when: str, command: st
     return "\n".join(lines)
 
 
-def features_section(benches: Sequence[FeatureBench], host: Machine, when: str, command: str) -> str:
-    """The "Features" section of docs/benchmarks.md."""
-    lines = header("Features", host, when, command) + [
-        "`build_features` at one as-of (the day after the data), everyone known; each size in a fresh process.",
-        "",
-        "| world (people) | people scored | features | load (s) | build_features (s) | peak RSS after load (MB) | peak RSS (MB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for b in benches:
-        lines.append(
-            f"| {b.customers:,} | {b.people:,} | {b.features} | {b.load_seconds:.1f} | {b.seconds:.1f} "
-            f"| {b.load_peak_rss_mb:,.0f} | {b.peak_rss_mb:,.0f} |"
-        )
-    return "\n".join(lines + [""])
-
-
 # --- Command ---------------------------------------------------------------------------------
 
 
@@ -283,12 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = bench_parser("benchmarks.train_bench", __doc__)
     parser.add_argument("--customers", type=int, default=100_000, help="people in the training world")
     parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
-    parser.add_argument(
-        "--feature-sizes", type=int, nargs="*", default=[],
-        help="also time build_features at these sizes (benchmarks.features_bench is the full feature benchmark)"
-    )
     parser.add_argument("--register", action="store_true", help="also log and register in MLflow (temp store)")
-    parser.add_argument("--skip-training", action="store_true")
     return parser
 
 
@@ -296,21 +230,12 @@ def run(args: argparse.Namespace, command: str, *, isolate: bool = True) -> dict
     """Run the benchmark; return the Markdown sections by title."""
     call = isolated if isolate else (lambda fn, *a, **k: fn(*a, **k))
     host, when = stamp()
-    sections = {}
-    if not args.skip_training:
-        world = demo_world(args.customers, args.seed, args.cache_dir)
-        with tempfile.TemporaryDirectory(prefix="radar-bench-") as work:
-            if args.register:
-                os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(work) / 'mlflow.db'}")
-            bench = call(
-                bench_training, world, args.snapshots, args.customers, register=args.register, work_dir=Path(work)
-            )
-        sections["Training"] = training_section(bench, host, when, command)
-    if args.feature_sizes:
-        worlds = [(n, demo_world(n, args.seed, args.cache_dir)) for n in args.feature_sizes]
-        benches = [call(bench_features, world, n) for n, world in worlds]
-        sections["Features"] = features_section(benches, host, when, command)
-    return sections
+    world = demo_world(args.customers, args.seed, args.cache_dir)
+    with tempfile.TemporaryDirectory(prefix="radar-bench-") as work:
+        if args.register:
+            os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(work) / 'mlflow.db'}")
+        bench = call(bench_training, world, args.snapshots, args.customers, register=args.register, work_dir=Path(work))
+    return {"Training": training_section(bench, host, when, command)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,7 +16,7 @@ STAGES = ("load", "features_and_labels", *(f"train_{t}" for t in TARGETS))
 @pytest.fixture(scope="module")
 def sections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     cache = tmp_path_factory.mktemp("generated")
-    argv = ["--customers", "2000", "--snapshots", "3", "--feature-sizes", "2000", "--cache-dir", str(cache)]
+    argv = ["--customers", "2000", "--snapshots", "3", "--cache-dir", str(cache)]
     # In-process: spawning fresh interpreters would double the test's time for nothing it checks.
     return run(_parser().parse_args(argv), "python -m benchmarks.train_bench " + " ".join(argv), isolate=False)
 
@@ -41,19 +41,11 @@ def test_training_section_has_every_figure(sections: dict[str, str]) -> None:
         assert " / " in row, row  # rows per split
 
 
-def test_features_section_has_every_figure(sections: dict[str, str]) -> None:
-    text = sections["Features"]
-    assert "Machine:" in text and "Date:" in text and "Command:" in text
-    row = next(line for line in text.splitlines() if line.startswith("| 2,000 |"))
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert len(cells) == 7 and all(cells), row
-
-
 def test_doc_sections_are_replaced_not_repeated(tmp_path: Path, sections: dict[str, str]) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nIntro kept.\n\n## Other\n\nKept too.\n", encoding="utf-8")
     update_doc(doc, sections)
     update_doc(doc, sections)
     text = doc.read_text(encoding="utf-8")
-    assert text.count("## Training") == 1 and text.count("## Features") == 1
+    assert text.count("## Training") == 1
     assert "Intro kept." in text and "Kept too." in text
