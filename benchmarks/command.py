@@ -74,10 +74,15 @@ def machine() -> Machine:
     )
 
 
+def utc_now() -> str:
+    """Now, as every section dates its figures."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def stamp() -> tuple[Machine, str]:
     """The machine and the UTC time, taken before the work so the load average is the
     machine's own, not the benchmark's."""
-    return machine(), datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return machine(), utc_now()
 
 
 def say(message: str) -> None:
@@ -88,9 +93,11 @@ def say(message: str) -> None:
 # --- The document ----------------------------------------------------------------------------
 
 
-def header(title: str, host: Machine, when: str, command: str) -> list[str]:
-    """The first lines of a section: where, when and with which command it was measured."""
-    return [f"## {title}", "", f"- Machine: {host.describe()}", f"- Date: {when}", f"- Command: `{command}`", ""]
+def header(title: str, host: Machine, when: str, command: str, machine_note: str = "") -> list[str]:
+    """The first lines of a section: where, when and with which command it was measured;
+    ``machine_note`` continues the machine line (e.g. the load average at the end)."""
+    return [f"## {title}", "", f"- Machine: {host.describe()}{machine_note}", f"- Date: {when}",
+            f"- Command: `{command}`", ""]
 
 
 def update_doc(path: Path, sections: dict[str, str], title: str = "# Benchmarks") -> None:

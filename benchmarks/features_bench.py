@@ -27,10 +27,9 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.command import Machine, bench_parser, command_line, header, publish, say, stamp
+from benchmarks.command import Machine, bench_parser, command_line, header, publish, say, stamp, utc_now
 from benchmarks.train_bench import PERSON_TABLES, demo_world, isolated, peak_rss_mb, story_version
 
 CACHE_DIR = Path(".radar/bench")
@@ -120,7 +119,7 @@ def validate_world(world: Path, out_dir: Path) -> LoadFigures:
         seconds=time.perf_counter() - started,
         cpu_seconds=cpu_seconds() - cpu_started,
         peak_rss_mb=peak_rss_mb(),
-        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        date=utc_now(),
     )
     write_validated(result, out_dir)
     return figures
@@ -183,7 +182,7 @@ def validated_world(
         isolated(tile_validated, source, customers // tile_from, folder)
         figures = LoadFigures(
             seconds=time.perf_counter() - started, cpu_seconds=float("nan"), peak_rss_mb=float("nan"),
-            date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), tiled_from=tile_from,
+            date=utc_now(), tiled_from=tile_from,
         )
         figures_file.write_text(json.dumps(asdict(figures)), encoding="utf-8")
         return folder, figures

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmarks.command import bench_parser, command_line, publish, say, stamp
+from benchmarks.command import Machine, bench_parser, command_line, header, publish, say, stamp
 from benchmarks.live import DOC_PATH, live_server, load_average, prepare_world, write_reliability
 
 CHECKS = (
@@ -187,20 +187,16 @@ def run(args: argparse.Namespace, command: str) -> tuple[str, Fuzz]:
             fuzz = fuzz_live(server.url, key, args.requests, args.examples or DEFAULT_EXAMPLES, args.seed,
                              args.workers, Path(tmp), args.max_time)
     fuzz.customers, fuzz.people = args.customers, world.prepared.people
-    return fuzz_section(fuzz, host.describe(), when, command), fuzz
+    return fuzz_section(fuzz, host, when, command), fuzz
 
 
-def fuzz_section(fuzz: Fuzz, host: str, when: str, command: str) -> str:
+def fuzz_section(fuzz: Fuzz, host: Machine, when: str, command: str) -> str:
     """The "API fuzzing" section of docs/reliability.md."""
     seconds = sum(r.seconds for r in fuzz.runs)
     statuses = ", ".join(f"{s}: {n:,}" for s, n in sorted(fuzz.by_status.items()))
-    lines = [
-        "## API fuzzing", "",
-        f"- Machine: {host}; load average {load_average()} at the end. The machine is shared with "
-        "other jobs, so times vary from run to run; the checks do not depend on them.",
-        f"- Date: {when}",
-        f"- Command: `{command}`",
-        "",
+    shared = (f"; load average {load_average()} at the end. The machine is shared with other jobs, so times "
+              "vary from run to run; the checks do not depend on them.")
+    lines = header("API fuzzing", host, when, command, shared) + [
         f"Schemathesis {_version()} against the live server (`bentoml serve serving.service:Radar`, loopback, "
         f"rate limit off) from its OpenAPI schema `/docs.json`, with an API key: {fuzz.customers:,}-customer demo "
         f"world, {fuzz.people:,} people in the feature store, validated CRM folder for /lists and /kpis. Every "

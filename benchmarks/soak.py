@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.command import bench_parser, command_line, publish, say, stamp
+from benchmarks.command import Machine, bench_parser, command_line, header, publish, say, stamp
 from benchmarks.live import DOC_PATH, live_server, load_average, prepare_world, server_rss, write_reliability
 
 LOCUSTFILE = Path(__file__).resolve().parent / "soak_locust.py"
@@ -164,19 +164,15 @@ def run(args: argparse.Namespace, command: str) -> tuple[str, Soak]:
             soak = soak_live(server.url, server.process.pid, key, world.prepared.ids, args.rate, args.minutes * 60,
                              args.warmup, Path(tmp))
     soak.customers, soak.people = args.customers, world.prepared.people
-    return soak_section(soak, host.describe(), when, command), soak
+    return soak_section(soak, host, when, command), soak
 
 
-def soak_section(soak: Soak, host: str, when: str, command: str) -> str:
+def soak_section(soak: Soak, host: Machine, when: str, command: str) -> str:
     """The "Soak" section of docs/reliability.md."""
     mb = 1024 * 1024
-    lines = [
-        "## Soak", "",
-        f"- Machine: {host}; load average {load_average()} at the end. The machine is shared with "
-        "other jobs (the load generator runs on it too), so latencies include their contention.",
-        f"- Date: {when}",
-        f"- Command: `{command}`",
-        "",
+    shared = (f"; load average {load_average()} at the end. The machine is shared with other jobs (the load "
+              "generator runs on it too), so latencies include their contention.")
+    lines = header("Soak", host, when, command, shared) + [
         f"Locust ({soak.users} users at a constant {USER_RATE:g} requests/s each: target {soak.target_rate:g} "
         f"requests/s) against the live server over loopback (`bentoml serve serving.service:Radar`, rate limit "
         f"off), after an uncounted warm-up. {soak.customers:,}-customer demo world, {soak.people:,} people in the "
