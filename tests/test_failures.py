@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import CRMData
 from radar.config import Settings
 from serving.feature_store import FeatureStore, default_store_path
 from serving.health import store_problem

@@ -47,9 +47,19 @@ def slow_server() -> Iterator[str]:
     thread.start()
     server = asyncio.run_coroutine_threadsafe(asyncio.start_server(_answer, "127.0.0.1", port), loop).result(10)
     yield f"http://127.0.0.1:{port}/score"
-    loop.call_soon_threadsafe(server.close)
+    asyncio.run_coroutine_threadsafe(_close(server), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+    loop.close()
+
+
+async def _close(server: asyncio.Server) -> None:
+    """Stop listening and end the connections still open (wrk's and httpx's keep-alives)."""
+    server.close()
+    handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for handler in handlers:
+        handler.cancel()
+    await asyncio.gather(*handlers, return_exceptions=True)
 
 
 def _check(requests: int, seconds: float, p50_ms: float, p99_ms: float, errors: int, clients: int) -> None:
