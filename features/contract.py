@@ -61,6 +61,9 @@ ENGAGEMENT_TYPES: tuple[str, ...] = (
 
 ORDER_STATUSES: tuple[str, ...] = ("paid", "failed", "refunded")
 DEAL_OUTCOMES: tuple[str, ...] = ("open", "won", "lost")
+#: A lead's own ``status`` words that say how it ended (map the export's words to these).
+LEAD_WON_STATUSES: tuple[str, ...] = ("customer", "won")
+LEAD_LOST_STATUSES: tuple[str, ...] = ("lost",)
 #: Open deal stages in the order a deal moves through them.
 DEAL_STAGES: tuple[str, ...] = ("qualification", "discovery", "proposal", "negotiation")
 #: Customer journey stages, in order.

@@ -153,27 +153,41 @@ def features(
         _materialize(loaded.data, moment, frame, store, settings)
 
 
-def _metrics_table(report) -> "Table":
+def _interval(m: "pd.Series | dict", metric: str) -> str:
+    """``+0.0123 [+0.0040, +0.0200]``: a contender minus the served one, with its interval."""
+    diff, low, high = (m.get(f"{metric}{k}") for k in ("_diff", "_low", "_high"))
+    if diff is None or diff != diff:
+        return ""
+    bounds = "" if low is None or low != low else f" [{low:+.4f}, {high:+.4f}]"
+    return f"{diff:+.4f}{bounds}"
+
+
+def _metrics_table(results: dict, title: str = "Test snapshot: every contender, the served one in bold") -> "Table":
+    """One table for CRM targets and flat tables: each contender's test metrics, its
+    difference from the served contender with the gate's interval, and the gate's verdict."""
     from rich.table import Table
 
-    table = Table(title="Test snapshot: model vs baselines")
-    for column in ("target", "contender", "AUC / C", "PR-AUC", "Brier / IBS", "ECE", "lift@10%", "n", "gate"):
+    table = Table(title=title)
+    columns = ("target", "contender", "AUC / C", "Brier / IBS", "ECE", "lift@10%", "n",
+               "Δ Brier / IBS vs served", "Δ AUC / C vs served", "gate")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("target", "contender", "gate") else "right")
-    for target, result in report.results.items():
+    for target, result in results.items():
         if result.bundle is None:
-            table.add_row(target, "—", *[""] * 6, "; ".join(result.notes))
+            table.add_row(target, "—", *[""] * 7, "; ".join(result.notes))
             continue
-        gate = result.registration.get("alias", "") if result.registration else ""
-        chosen = "model" if result.bundle.model_type == "lightgbm" else result.bundle.model_type
+        served = result.decision.served if result.decision else None
+        alias = result.registration.get("alias", "not registered") if result.registration else "not registered"
         for contender, m in result.comparison.iterrows():
-            rank = m.get("auc", m.get("c_index"))
-            brier = m.get("brier", m.get("integrated_brier"))
+            loss, rank = ("integrated_brier", "c_index") if "c_index" in m else ("brier", "auc")
+            is_served = contender == served
             table.add_row(
                 target if contender == result.comparison.index[0] else "",
-                f"[bold]{contender}[/]" if contender == chosen else str(contender),
-                _fmt(rank), _fmt(m.get("pr_auc")), _fmt(brier), _fmt(m.get("ece")),
+                f"[bold]{contender}[/]" if is_served else str(contender),
+                _fmt(m.get(rank)), _fmt(m.get(loss)), _fmt(m.get("ece")),
                 _fmt(m.get("lift_at_10pct"), 2), f"{int(m['n']):,}",
-                gate if contender == chosen else "",
+                _interval(m, loss), _interval(m, rank),
+                f"serves: {alias}" if is_served else "",
             )
     return table
 
@@ -198,14 +212,20 @@ def train(
     ] = None,
     metrics_out: Annotated[Optional[Path], typer.Option("--metrics-out", help="Write the figures as JSON.")] = None,
     no_register: Annotated[bool, typer.Option("--no-register", help="Train and judge only.")] = False,
+    horizon: Annotated[
+        Optional[int], typer.Option("--horizon", min=1, help="Label window in days (default: training.horizon_days).")
+    ] = None,
     mapping: MappingOpt = None,
 ) -> None:
-    """Train every target (or a flat table), compare with baselines, register and gate."""
+    """Train every target (or a flat table), judge every contender, register and gate."""
     import json
 
     from features.atomic import write_text
 
     settings = load_settings()
+    if horizon is not None:
+        training = settings.training.model_copy(update={"horizon_days": horizon})
+        settings = settings.model_copy(update={"training": training})
     if table is not None:
         payload = _train_flat(table, label, id_column, name, force_include or [], settings, not no_register)
     elif data_dir is not None:
@@ -215,7 +235,8 @@ def train(
             report = train_all(
                 data_dir, settings, register=not no_register, progress=status.update, mapping_path=mapping
             )
-        console.print(_metrics_table(report))
+        console.print(_metrics_table(report.results))
+        _print_gate(report.results)
         for result in report.results.values():
             for note in result.notes:
                 console.print(f"[yellow]note:[/] {note}")
@@ -227,11 +248,21 @@ def train(
         console.print(f"Metrics written to {metrics_out}")
 
 
+def _print_gate(results: dict) -> None:
+    """Which contender serves each target, and why (the gate's reasons)."""
+    for target, result in results.items():
+        if result.decision is not None:
+            console.print(f"[bold]{target}[/]: {result.decision.served} serves. {result.decision.summary}")
+
+
 def _train_flat(
     table: Path, label: Optional[str], id_column: Optional[str], name: Optional[str],
     force_include: list[str], settings: Settings, register: bool,
 ) -> dict:
+    import pandas as pd
+
     from training.flat import load_flat_table, train_flat
+    from training.pipeline import TargetResult
 
     if not label or not name:
         raise typer.BadParameter("--table needs --label COL and --name NAME")
@@ -241,7 +272,19 @@ def _train_flat(
     bundle, report = train_flat(flat, name, settings, force_include=force_include)
     for warning in report.leakage.warnings():
         console.print(f"[yellow]leakage guard:[/] {warning}")
-    console.print(_flat_metrics_table(bundle.metrics))
+    result = TargetResult(
+        name, bundle, pd.DataFrame.from_dict(report.metrics, orient="index"),
+        {"train": report.n_train, "validation": report.n_validation, "test": report.n_test},
+        list(report.notes), test_features=report.test_features, test_rows=report.test_rows,
+        test_predictions=report.test_predictions, decision=report.decision,
+        params={"table": str(table), "label": label},
+    )
+    if register:
+        from training.registry import register_results
+
+        register_results({name: result}, settings)
+    console.print(_metrics_table({name: result}, "Held-out test split: every contender, the served one in bold"))
+    _print_gate({name: result})
     for note in report.notes:
         console.print(f"note: {note}")
     payload = {
@@ -249,36 +292,15 @@ def _train_flat(
         "metrics": bundle.metrics,
         "notes": bundle.notes,
         "model_type": bundle.model_type,
+        "gate": result.decision.to_dict() if result.decision else None,
         "flagged_columns": [c.column for c in report.leakage.checks if c.flagged],
         "auc_with_flagged_columns": report.auc_with_excluded,
     }
     if register:
-        from training.gate import decide
-        from training.registry import champion_metrics_for, log_target
-
-        candidate = bundle.metrics.get("model", {})
-        baselines = {k: v for k, v in bundle.metrics.items() if k != "model"}
-        _, champion = champion_metrics_for(bundle, tracking_uri=settings.tracking_uri)
-        decision = decide(candidate, baselines, champion, settings.training, "binary")
-        info = log_target(
-            bundle, params={"table": str(table), "label": label}, plots=None,
-            input_example=flat.X.head(5), tracking_uri=settings.tracking_uri, decision=decision,
-        )
-        console.print(f"Registered {info.name} v{info.version}: {decision.summary}")
-        payload["registration"] = {"version": info.version, "promoted": decision.promote, "reasons": decision.reasons}
+        reg = result.registration
+        console.print(f"Registered {reg['model_name']} v{reg['version']} as {reg['alias']}")
+        payload["registration"] = reg
     return payload
-
-
-def _flat_metrics_table(metrics: dict) -> "Table":
-    from rich.table import Table
-
-    table = Table(title="Held-out test split")
-    for column in ("contender", "AUC", "PR-AUC", "Brier", "ECE", "lift@10%"):
-        table.add_column(column)
-    for contender, m in metrics.items():
-        table.add_row(contender, _fmt(m.get("auc")), _fmt(m.get("pr_auc")), _fmt(m.get("brier")),
-                      _fmt(m.get("ece")), _fmt(m.get("lift_at_10pct"), 2))
-    return table
 
 
 @app.command()

@@ -80,9 +80,12 @@ class TrainingConfig(BaseModel):
     n_snapshots: int = Field(12, ge=3)
     min_positives: int = Field(100, ge=1)
     random_seed: int = 42
-    # Promotion gate: a challenger must beat baselines and champion by this much AUC.
-    promotion_margin_auc: float = 0.002
-    max_calibration_error: float = 0.02
+    # Training snapshots need this much history before them (features need a past).
+    min_history_days: int = Field(30, ge=0)
+    # Promotion gate (training/gate.py): paired bootstrap intervals at this confidence, no
+    # fixed margins: a challenger must beat the champion beyond the test rows' own noise.
+    gate_confidence: float = Field(0.95, gt=0.5, lt=1)
+    gate_bootstrap_rounds: int = Field(500, ge=50)
     model: ModelConfig = ModelConfig()
 
 

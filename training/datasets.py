@@ -47,6 +47,13 @@ class TargetRows:
     def n_positive(self) -> int:
         return int(np.sum(self.y))
 
+    def take(self, mask: np.ndarray) -> "TargetRows":
+        """The rows where ``mask`` is True, every field kept aligned."""
+        def part(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[mask]
+
+        return TargetRows(self.X[mask], self.y[mask], part(self.duration), part(self.event), part(self.y_service))
+
 
 def data_span(data: CRMData) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First event and the exclusive end of the data (the day after the last event)."""
@@ -64,8 +71,7 @@ def data_span(data: CRMData) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 def snapshot_features(data: CRMData, plan: SnapshotPlan, settings: Settings) -> pd.DataFrame:
     """Features at every as-of of the plan, stacked (one encoding of the tables)."""
-    moments = [*plan.train, plan.validation, plan.test]
-    return build_snapshots(data, moments, settings.features)
+    return build_snapshots(data, plan.moments, settings.features)
 
 
 def rows_at(
@@ -141,13 +147,17 @@ def stack(parts: list[TargetRows]) -> TargetRows:
 def split_rows(
     target: str, data: CRMData, snapshots: pd.DataFrame, plan: SnapshotPlan, settings: Settings
 ) -> dict[str, TargetRows]:
-    """Train (stacked snapshots), validation and test rows of one target."""
+    """Train (stacked snapshots), validation and test rows of one target.
+
+    In a by-person plan, validation is the held-out people's rows of the training
+    snapshots: the same person never sits on both sides.
+    """
     def at(moment: pd.Timestamp) -> TargetRows:
         frame = snapshots[snapshots[AS_OF_COLUMN] == moment]
         return rows_at(target, data, frame, moment, settings, plan.data_end)
 
-    return {
-        "train": stack([at(m) for m in plan.train]),
-        "validation": at(plan.validation),
-        "test": at(plan.test),
-    }
+    train = stack([at(m) for m in plan.train])
+    if plan.validation is None:
+        held = plan.held_out(train.X.index)
+        return {"train": train.take(~held), "validation": train.take(held), "test": at(plan.test)}
+    return {"train": train, "validation": at(plan.validation), "test": at(plan.test)}

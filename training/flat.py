@@ -32,9 +32,10 @@ from features.io import read_table
 from features.mapping import DEFAULT_MISSING_MARKERS
 from radar.config import ScoringConfig, Settings
 from training.bundle import TargetBundle, with_grades
+from training.gate import MODEL, GateDecision, Outcomes, decide
 from training.leakage import LeakageReport, LeakageSettings, check_leakage
-from training.metrics import binary_metrics
 from training.models import ProbabilityModel
+from training.pipeline import comparison_table
 
 log = logging.getLogger(__name__)
 
@@ -494,10 +495,20 @@ class FlatTrainReport:
     #: Test AUC of LightGBM trained with the excluded columns too (None when nothing excluded).
     auc_with_excluded: float | None
     notes: list[str]
+    #: The gate's pick within this run and what the registry needs to re-judge it.
+    decision: GateDecision
+    test_rows: Outcomes
+    test_predictions: dict[str, np.ndarray]
+    test_features: pd.DataFrame
+
+    @property
+    def served(self) -> str:
+        return self.decision.served
 
     @property
     def auc(self) -> float:
-        return self.metrics["model"]["auc"]
+        """Test AUC of the contender that serves."""
+        return self.metrics[self.served]["auc"]
 
     def to_text(self) -> str:
         lines = [
@@ -574,31 +585,20 @@ def _best_column(leakage: LeakageReport, features: Sequence[str]) -> str:
     return max(usable, key=lambda c: c.auc).column
 
 
-def _choose_model(
-    X: pd.DataFrame, y: np.ndarray, split: _Split, settings: Settings, seed: int,
-    logistic: LogisticBaseline, notes: list[str],
-) -> tuple[Any, str]:
-    """LightGBM unless data are too few or the logistic baseline ranks better on validation."""
+def _fit_model(
+    X: pd.DataFrame, y: np.ndarray, split: _Split, settings: Settings, seed: int, notes: list[str]
+) -> ProbabilityModel | None:
+    """LightGBM, unless there are too few positives to grow trees on (then the baselines
+    contend alone and the gate picks among them)."""
     positives = int(y[split.train].sum())
     minimum = settings.training.min_positives
     if positives < minimum:
         notes.append(
             f"Only {positives} positives in training (fewer than {minimum}): too few for boosted "
-            "trees, so the logistic-regression baseline is the model."
+            "trees, so a baseline serves."
         )
-        return logistic, "logistic"
-    model = _fit_lightgbm(X, y, split, settings, seed)
-    X_val, y_val = X.iloc[split.validation], y[split.validation]
-    # Raw (pre-calibration) scores: the calibrator was fitted on validation itself.
-    lgb_auc = roc_auc_score(y_val, model.predict_raw(X_val))
-    logistic_auc = roc_auc_score(y_val, logistic.predict_proba(X_val))
-    if logistic_auc > lgb_auc:
-        notes.append(
-            f"The logistic baseline ranked better than LightGBM on validation (AUC {logistic_auc:.3f} "
-            f"vs {lgb_auc:.3f}), so it is the model."
-        )
-        return logistic, "logistic"
-    return model, "lightgbm"
+        return None
+    return _fit_lightgbm(X, y, split, settings, seed)
 
 
 def _auc_with_excluded(
@@ -645,32 +645,36 @@ def train_flat(
     notes = [*table.messages, *leakage.warnings()]
     X_train, y_train = X[features].iloc[split.train], y[split.train]
     X_val, y_val = X[features].iloc[split.validation], y[split.validation]
-    logistic = LogisticBaseline(seed).fit(X_train, y_train, X_val, y_val)
-    model, model_type = _choose_model(X[features], y, split, settings, seed, logistic, notes)
+    model = _fit_model(X[features], y, split, settings, seed, notes)
     best = _best_column(leakage, features)
-    contenders: dict[str, Any] = {
-        "model": model,
-        "logistic": logistic,
+    contenders: dict[str, Any] = {} if model is None else {MODEL: model}
+    contenders |= {
+        "logistic": LogisticBaseline(seed).fit(X_train, y_train, X_val, y_val),
         f"single_column:{best}": SingleColumnBaseline(best).fit(X_train, y_train),
         "base_rate": BaseRate().fit(X_train, y_train),
     }
     X_test, y_test = X[features].iloc[split.test], y[split.test]
+    truth = Outcomes("binary", y=np.asarray(y_test))
     probabilities = {k: np.asarray(m.predict_proba(X_test), dtype=float) for k, m in contenders.items()}
-    metrics = {k: binary_metrics(y_test, p) for k, p in probabilities.items()}
+    decision = decide(truth, probabilities, settings.training)
+    comparison = comparison_table(truth, probabilities, decision)
+    metrics = {name: {k: float(v) for k, v in m.items()} for name, m in comparison.to_dict(orient="index").items()}
+    served = decision.served
+    model_type = "lightgbm" if served == MODEL else served
     auc_with = _auc_with_excluded(table, features, leakage, split, settings, seed) if compare_with_excluded else None
     if auc_with is not None:
         notes.append(
             f"With the excluded columns the test AUC would be {auc_with:.3f} instead of "
-            f"{metrics['model']['auc']:.3f}: that gain would not exist on new leads."
+            f"{metrics[served]['auc']:.3f}: that gain would not exist on new leads."
         )
     bundle = TargetBundle(
         target=name,
         kind="binary",
-        model=FlatModel(table.schema.restricted(features), model),
+        model=FlatModel(table.schema.restricted(features), contenders[served]),
         feature_names=features,
         model_type=model_type,
         metrics=metrics,
-        reference_probabilities=np.sort(probabilities["model"]),
+        reference_probabilities=np.sort(probabilities[served]),
         horizon_days=0,  # a flat table has no time axis: the label is whatever the user gave
         snapshot_plan={
             "kind": "flat_table",
@@ -682,7 +686,7 @@ def train_flat(
         },
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         notes=notes,
-        cost={k: float(v) for k, v in model.size().items()} if model_type == "lightgbm" else {},
+        cost={k: float(v) for k, v in contenders[served].size().items()} if served == MODEL else {},
     )
     report = FlatTrainReport(
         name=name,
@@ -697,6 +701,10 @@ def train_flat(
         metrics=metrics,
         auc_with_excluded=auc_with,
         notes=notes,
+        decision=decision,
+        test_rows=truth,
+        test_predictions=probabilities,
+        test_features=table.X.iloc[split.test],
     )
     return bundle, report
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.contract import ENGAGEMENT_TYPES, SERVICE_TRIGGER_TYPES, CRMData
+from features.contract import ENGAGEMENT_TYPES, LEAD_WON_STATUSES, SERVICE_TRIGGER_TYPES, CRMData
 
 
 def _days(days: int) -> pd.Timedelta:
@@ -35,14 +35,31 @@ def paid_orders(data: CRMData) -> pd.DataFrame:
 
 
 def conversion_times(data: CRMData) -> pd.Series:
-    """When each person first became a customer: first paid order or first won deal."""
+    """When each person first became a customer: first paid order or first won deal, and
+    for people whom neither shows converting, their lead's own ``converted_at`` (lead
+    exports often carry the outcome and nothing else)."""
     candidates = [paid_orders(data).groupby("person_id")["timestamp"].min()]
     deals = data.deals
     if deals is not None and "outcome" in deals.columns and "closed_at" in deals.columns:
         won = deals[(deals["outcome"].astype(object) == "won") & deals["closed_at"].notna()]
         candidates.append(won.groupby("person_id")["closed_at"].min())
     stacked = pd.concat(candidates)
-    return stacked.groupby(level=0).min().rename("converted_at")
+    known = stacked.groupby(level=0).min()
+    leads = data.leads
+    if leads is not None and "converted_at" in leads.columns:
+        own = leads.dropna(subset=["converted_at"]).groupby("person_id")["converted_at"].min()
+        known = pd.concat([known, own[~own.index.isin(known.index)]])
+    return known.rename("converted_at").rename_axis("person_id")
+
+
+def converted_without_date(data: CRMData) -> pd.Index:
+    """People whose lead ``status`` says they won or became customers, with no conversion
+    time anywhere: they count as converted, but never as customers before any as-of."""
+    leads = data.leads
+    if leads is None or "status" not in leads.columns:
+        return pd.Index([], name="person_id")
+    won = leads.loc[leads["status"].astype(object).isin(LEAD_WON_STATUSES), "person_id"].unique()
+    return pd.Index(won, name="person_id").difference(conversion_times(data).index)
 
 
 def label_purchase_probability(
@@ -79,7 +96,11 @@ def label_lead_quality(data: CRMData, as_of: pd.Timestamp, horizon_days: int) ->
     """
     frame = open_leads(data, as_of, horizon_days).to_frame()
     converted = conversion_times(data).reindex(frame.index)
-    frame["label"] = (converted < frame["lead_created_at"] + _days(horizon_days)).astype(np.int8)
+    in_time = converted < frame["lead_created_at"] + _days(horizon_days)
+    # An undated win is known only from the export's current status: it counts as a
+    # conversion, and the lead's age (a feature) tells the model how long it had.
+    undated = frame.index.isin(converted_without_date(data))
+    frame["label"] = (in_time | undated).astype(np.int8)
     return frame
 
 

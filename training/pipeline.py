@@ -24,12 +24,12 @@ from training.baselines import make_baselines
 from training.bundle import WON_WITHIN_DAYS, TargetBundle
 from training.datasets import SURVIVAL_TARGETS, TARGETS, TargetRows, data_span, snapshot_features, split_rows
 from training.drift import build_profile
+from training.gate import MODEL, GateDecision, Outcomes, decide
 from training.metrics import binary_metrics
 from training.models import ProbabilityModel
 from training.snapshots import SnapshotPlan, plan_snapshots
 from training.survival import HazardModel, competing_risk_brier, concordance, integrated_brier
 
-MODEL = "model"
 #: A split needs at least this many positives in validation and test to judge anything.
 MIN_EVAL_POSITIVES = 5
 
@@ -48,8 +48,14 @@ class TargetResult:
     registration: dict[str, Any] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
     test_features: pd.DataFrame | None = None
-    #: Fitted baselines, kept so one can serve when no model has passed the gate yet.
-    baselines: dict[str, Any] = field(default_factory=dict)
+    #: The test truth and every contender's predictions on it: the registry re-runs the
+    #: gate on them with the champion re-scored beside.
+    test_rows: Outcomes | None = None
+    test_predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The gate's decision within this run (no champion yet): who serves and why.
+    decision: GateDecision | None = None
+    #: Run parameters logged beside the settings (a flat table's file and label).
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +77,7 @@ class TrainReport:
                     "metrics": {k: _clean(v) for k, v in r.comparison.to_dict(orient="index").items()},
                     "cost": r.bundle.cost if r.bundle else {},
                     "notes": r.notes,
+                    "gate": r.decision.to_dict() if r.decision else None,
                     "registration": r.registration,
                 }
                 for name, r in self.results.items()
@@ -136,19 +143,43 @@ def _fit_baselines(target: str, rows: dict[str, TargetRows], settings: Settings,
     return fitted
 
 
-def _judge(contenders: dict[str, Any], test: TargetRows, survival: bool, horizon_days: int) -> pd.DataFrame:
+def survival_days(horizon_days: int) -> list[int]:
+    """The days P(won within) is judged at: the standard ones up to the horizon."""
+    return [d for d in WON_WITHIN_DAYS if d <= horizon_days] or [horizon_days]
+
+
+def gate_rows(test: TargetRows, survival: bool, horizon_days: int) -> Outcomes:
+    """The gate's view of a test split: the truth only."""
+    if survival:
+        return Outcomes("survival", duration=test.duration, event=test.event, days=tuple(survival_days(horizon_days)))
+    return Outcomes("binary", y=np.asarray(test.y))
+
+
+def predict_for_gate(model: Any, X: pd.DataFrame, rows: Outcomes) -> np.ndarray:
+    """A contender's test predictions as the gate reads them (see ``training.gate``)."""
+    if rows.kind == "survival":
+        return np.asarray(model.predict_won_within(X, list(rows.days)), dtype=float)
+    return np.asarray(model.predict_proba(X), dtype=float)
+
+
+def comparison_table(rows: Outcomes, predictions: dict[str, np.ndarray], decision: GateDecision) -> pd.DataFrame:
+    """Test metrics per contender, with each one's difference from the served contender
+    and its interval (``<metric>_diff``, ``_low``, ``_high``)."""
     table = {}
-    for name, model in contenders.items():
-        if survival:
-            days = [d for d in WON_WITHIN_DAYS if d <= horizon_days] or [horizon_days]
-            table[name] = survival_metrics(test.duration, test.event, model.predict_won_within(test.X, days), days)
+    for name, p in predictions.items():
+        if rows.kind == "survival":
+            table[name] = survival_metrics(rows.duration, rows.event, p, list(rows.days))
         else:
-            table[name] = binary_metrics(test.y, model.predict_proba(test.X))
+            table[name] = binary_metrics(rows.y, p)
+        for d in decision.differences:
+            if d.a == name and d.b == decision.served:
+                table[name] |= {f"{d.metric}_diff": d.estimate, f"{d.metric}_low": d.low, f"{d.metric}_high": d.high}
     return pd.DataFrame.from_dict(table, orient="index")
 
 
 def train_target(target: str, rows: dict[str, TargetRows], settings: Settings, plan: SnapshotPlan) -> TargetResult:
-    """Fit the LightGBM model and the baselines of one target and judge them on test."""
+    """Fit the LightGBM model and the baselines of one target, judge them all on test, and
+    bundle the contender the gate picks to serve (``training.gate``)."""
     cfg = settings.training
     survival = target in SURVIVAL_TARGETS
     counts = {split: len(r) for split, r in rows.items()} | {
@@ -159,7 +190,6 @@ def train_target(target: str, rows: dict[str, TargetRows], settings: Settings, p
         return TargetResult(target, None, pd.DataFrame(), counts, [f"{target}: not trained, {why or 'no positives'}"])
     notes: list[str] = []
     tr, va, te = rows["train"], rows["validation"], rows["test"]
-    baselines = _fit_baselines(target, rows, settings, survival)
     contenders: dict[str, Any] = {}
     if ok:
         if survival:
@@ -169,20 +199,26 @@ def train_target(target: str, rows: dict[str, TargetRows], settings: Settings, p
         else:
             contenders[MODEL] = ProbabilityModel(cfg.model, cfg.random_seed).fit(tr.X, tr.y, va.X, va.y)
     else:
-        notes.append(f"{target}: {why}; too little to learn from, so the best baseline is used instead")
-    contenders |= baselines
-    comparison = _judge(contenders, te, survival, cfg.horizon_days)
-    chosen = MODEL if ok else _best_baseline(comparison, survival)
+        notes.append(f"{target}: {why}; too little to learn from, so a baseline serves instead")
+    contenders |= _fit_baselines(target, rows, settings, survival)
+    truth = gate_rows(te, survival, cfg.horizon_days)
+    predictions = {name: predict_for_gate(m, te.X, truth) for name, m in contenders.items()}
+    decision = decide(truth, predictions, cfg)
+    comparison = comparison_table(truth, predictions, decision)
+    chosen = decision.served
     model = contenders[chosen]
     service_model = None
     if target == "churn_by_indifference" and tr.y_service is not None:
         if int(tr.y_service.sum()) >= cfg.min_positives and int(va.y_service.sum()) >= MIN_EVAL_POSITIVES:
             service_model = ProbabilityModel(cfg.model, cfg.random_seed).fit(tr.X, tr.y_service, va.X, va.y_service)
-            comparison.loc[MODEL, "service_auc"] = binary_metrics(te.y_service, service_model.predict_proba(te.X))["auc"]
+            comparison.loc[MODEL if ok else chosen, "service_auc"] = binary_metrics(
+                te.y_service, service_model.predict_proba(te.X)
+            )["auc"]
         else:
             notes.append("service churn: too few examples for its own model; dominant risk not reported")
     bundle = make_bundle(target, chosen, model, comparison, te.X, settings, plan, service_model, notes)
-    result = TargetResult(target, bundle, comparison, counts, notes, test_features=te.X, baselines=baselines)
+    result = TargetResult(target, bundle, comparison, counts, notes, test_features=te.X, test_rows=truth,
+                          test_predictions=predictions, decision=decision)
     result.figures = _figures(target, contenders, te, survival, model)
     return result
 
@@ -219,11 +255,6 @@ def make_bundle(
     )
 
 
-def _best_baseline(comparison: pd.DataFrame, survival: bool) -> str:
-    key = "c_index" if survival else "auc"
-    return str(comparison[key].fillna(-1).idxmax())
-
-
 def _figures(target: str, contenders: dict[str, Any], test: TargetRows, survival: bool, model: Any) -> dict[str, Any]:
     if survival or test.n_positive == 0 or test.n_positive == len(test):
         return {}
@@ -239,38 +270,13 @@ def _figures(target: str, contenders: dict[str, Any], test: TargetRows, survival
     return figures
 
 
-def serve_best_baseline_if_no_champion(result: TargetResult, settings: Settings, plan: SnapshotPlan) -> None:
-    """When a target's model failed the gate and nothing is champion yet, make its best
-    baseline the champion: a CRM is better served by an honest rule than by no score, and
-    a model will replace it as soon as one beats it."""
-    from training.gate import GateDecision
-    from training.registry import log_target, version_info
-
-    reg = result.registration
-    if not reg or reg.get("promoted") or not result.baselines or result.test_features is None:
-        return
-    if version_info(result.target, alias="champion", tracking_uri=settings.tracking_uri) is not None:
-        return
-    name = _best_baseline(result.comparison.drop(index=MODEL, errors="ignore"), result.target in SURVIVAL_TARGETS)
-    why = f"no champion yet and the model did not pass the gate ({'; '.join(reg['reasons'][:1])}); {name} serves meanwhile"
-    bundle = make_bundle(
-        result.target, name, result.baselines[name], result.comparison, result.test_features, settings, plan, notes=[why]
-    )
-    info = log_target(
-        bundle, params={"fallback": name}, plots=None, input_example=result.test_features,
-        tracking_uri=settings.tracking_uri, decision=GateDecision(True, [why]),
-    )
-    result.notes.append(why)
-    result.registration["fallback"] = {"version": info.version, "model_type": name, "alias": "champion"}
-
-
 def build_target_rows(
     data: CRMData, settings: Settings, targets: tuple[str, ...] = TARGETS
 ) -> tuple[SnapshotPlan, dict[str, dict[str, TargetRows]]]:
     """Plan snapshots over the data and cut each target's train / validation / test rows."""
     cfg = settings.training
     start, end = data_span(data)
-    plan = plan_snapshots(start, end, cfg.horizon_days, cfg.n_snapshots, cfg.snapshot_frequency)
+    plan = plan_snapshots(start, end, cfg.horizon_days, cfg.n_snapshots, cfg.snapshot_frequency, cfg.min_history_days)
     snapshots = snapshot_features(data, plan, settings)
     return plan, {t: split_rows(t, data, snapshots, plan, settings) for t in targets}
 
@@ -306,15 +312,11 @@ def train_all(
         results[target] = train_target(target, rows[target], settings, plan)
         seconds[f"train_{target}"] = time.perf_counter() - clock
     if register:
-        from training.registry import register_results, score_bundle
+        from training.registry import register_results
 
         clock = time.perf_counter()
         say("logging to MLflow and applying the promotion gate")
-        # The champion is re-scored on this run's test rows, so the gate compares like
-        # with like even when the champion was trained on older data.
-        register_results(results, settings, evaluate_champion=lambda t, b: score_bundle(b, rows[t]["test"]))
-        for result in results.values():
-            serve_best_baseline_if_no_champion(result, settings, plan)
+        register_results(results, settings)
         seconds["register"] = time.perf_counter() - clock
     for result in results.values():
         plots.close_all(result.figures)

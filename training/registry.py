@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -35,7 +36,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from radar.config import Settings, TrainingConfig
 from training.bundle import TargetBundle
-from training.gate import GateDecision, decide
+from training.gate import CHAMPION as CHAMPION_CONTENDER
+from training.gate import GateDecision, Outcomes, decide
 from training.pyfunc import (
     BUNDLE_ARTIFACT,
     RadarPyfunc,
@@ -50,7 +52,6 @@ from training.tracking import (
     bundle_params,
     flatten_params,
     metric_names,
-    split_metrics,
     target_run,
     using_store,
 )
@@ -313,10 +314,21 @@ def _make_champion(client: MlflowClient, name: str, version: int, how: str, reas
     return AliasChange(name, before, version, history[-1] if history else None, history)
 
 
+def _metric_key(text: str) -> str:
+    """An MLflow-safe metric name piece."""
+    return "".join(c if c.isalnum() or c in "_-./" else "_" for c in text)
+
+
 def _record_in_run(client: MlflowClient, run_id: str, decision: GateDecision) -> None:
     client.set_tag(run_id, "radar.decision", CHAMPION if decision.promote else CHALLENGER)
     client.set_tag(run_id, "radar.decision_reason", decision.summary[:5000])
-    client.log_dict(run_id, {"promote": decision.promote, "reasons": decision.reasons}, "gate_decision.json")
+    client.set_tag(run_id, "radar.served", decision.served)
+    client.log_dict(run_id, decision.to_dict(), "gate_decision.json")
+    for d in decision.differences:
+        stem = f"gate_{_metric_key(d.a)}_minus_{_metric_key(d.b)}_{d.metric}"
+        for suffix, value in (("", d.estimate), ("_low", d.low), ("_high", d.high)):
+            if value == value:  # NaN is better absent than plotted
+                client.log_metric(run_id, stem + suffix, float(value))
 
 
 def apply_decision(
@@ -380,56 +392,39 @@ def rollback(target: str, *, tracking_uri: str | None = None) -> AliasChange:
 
 # --- the gate, wired to the registry ---------------------------------------------------
 
-ChampionEvaluator = Callable[[TargetBundle], Mapping[str, float | None]]
-
-
-def _recorded_metrics(info: ModelVersionInfo) -> dict[str, float]:
-    return {k[len("test_"):]: v for k, v in info.metrics.items() if k.startswith("test_")}
-
-
-def _same_test_rows(bundle: TargetBundle, info: ModelVersionInfo, candidate: Mapping[str, float | None]) -> bool:
-    """Was the champion judged on this very test snapshot? Same date and horizon, and the
-    same row count and outcome rate, which catches a data folder that changed meanwhile."""
-    recorded = _recorded_metrics(info)
-    same_when = info.tags.get("test_snapshot") == str(bundle.snapshot_plan.get("test", "")) and info.tags.get(
-        "horizon_days"
-    ) == str(bundle.horizon_days)
-    rates = [k for k in ("n", "positive_rate", "won_rate") if candidate.get(k) is not None]
-    return same_when and bool(rates) and all(
-        k in recorded and abs(recorded[k] - float(candidate[k])) < 1e-9 for k in rates  # type: ignore[arg-type]
-    )
-
-
-def champion_metrics_for(
-    bundle: TargetBundle, *, tracking_uri: str | None = None, evaluate: ChampionEvaluator | None = None
-) -> tuple[bool, Mapping[str, float | None] | None]:
-    """The champion's metrics on the candidate's test snapshot: ``(has_champion, metrics)``.
-
-    With ``evaluate`` (the caller scores a bundle on the same test rows), the champion is
-    loaded and re-scored. Without it, the champion's recorded metrics are used only if it
-    was judged on the same test rows; otherwise metrics is None (not comparable).
-    """
-    uri = _uri(tracking_uri)
-    info = version_info(bundle.target, alias=CHAMPION, tracking_uri=uri)
-    if info is None:
-        return False, None
-    if evaluate is not None:
-        return True, evaluate(load_bundle(bundle.target, CHAMPION, tracking_uri=uri))
-    candidate, _ = split_metrics(bundle)
-    return True, (_recorded_metrics(info) if _same_test_rows(bundle, info, candidate) else None)
+def predict_for_gate(bundle: TargetBundle, X: pd.DataFrame, rows: Outcomes) -> np.ndarray:
+    """A registered bundle's test predictions as the gate reads them: P(positive), or
+    P(won within each of ``rows.days``) for survival."""
+    scores = bundle.predict(X)
+    if rows.kind == "survival":
+        return scores[[f"p_won_{d}d" for d in rows.days]].to_numpy(dtype=float)
+    return scores["probability"].to_numpy(dtype=float)
 
 
 def gate(
-    bundle: TargetBundle, config: TrainingConfig, *, tracking_uri: str | None = None, evaluate: ChampionEvaluator | None = None
+    bundle: TargetBundle,
+    rows: Outcomes,
+    predictions: Mapping[str, np.ndarray],
+    test_features: pd.DataFrame,
+    config: TrainingConfig,
+    *,
+    tracking_uri: str | None = None,
 ) -> GateDecision:
-    """The gate's decision for a trained bundle against its baselines and the champion."""
-    candidate, baselines = split_metrics(bundle)
-    has_champion, champion = champion_metrics_for(bundle, tracking_uri=tracking_uri, evaluate=evaluate)
-    if has_champion and champion is None:
-        judged = decide(candidate, baselines, None, config, bundle.kind)
-        why = "champion was judged on other test rows and no evaluator was given to re-score it"
-        return GateDecision(False, [why, *judged.reasons])
-    return decide(candidate, baselines, champion, config, bundle.kind)
+    """The gate's decision for a run's contenders, the current champion re-scored on the
+    same test rows beside them (``training.gate``). A champion that answers another
+    question (another horizon or kind) cannot be compared, and the new pick replaces it."""
+    champion = champion_bundle(bundle.target, tracking_uri=tracking_uri)
+    judged = dict(predictions)
+    notes: list[str] = []
+    if champion is not None:
+        if (champion.kind, champion.horizon_days) != (bundle.kind, bundle.horizon_days):
+            notes.append(
+                f"the champion answers a {champion.horizon_days}-day question and this run a "
+                f"{bundle.horizon_days}-day one: not comparable, so the new pick replaces it"
+            )
+        else:
+            judged[CHAMPION_CONTENDER] = predict_for_gate(champion, test_features, rows)
+    return decide(rows, judged, config, notes)
 
 
 def _example_for(bundle: TargetBundle, test_features: pd.DataFrame | None) -> pd.DataFrame:
@@ -438,30 +433,25 @@ def _example_for(bundle: TargetBundle, test_features: pd.DataFrame | None) -> pd
     return pd.DataFrame({c: [float("nan")] for c in bundle.feature_names})
 
 
-def register_results(
-    results: Mapping[str, Any],
-    settings: Settings,
-    *,
-    experiment: str = DEFAULT_EXPERIMENT,
-    evaluate_champion: Callable[[str, TargetBundle], Mapping[str, float | None]] | None = None,
-) -> None:
-    """Gate, log and register every trained target of a pipeline run.
+def register_results(results: Mapping[str, Any], settings: Settings, *, experiment: str = DEFAULT_EXPERIMENT) -> None:
+    """Gate, log and register every trained target of a pipeline run (or a flat table).
 
     ``results`` maps target to ``training.pipeline.TargetResult``; each gets
-    ``registration`` filled in. ``evaluate_champion(target, champion_bundle)`` should score
-    the champion on the same test rows; without it, see :func:`champion_metrics_for`.
+    ``registration`` filled in and its ``decision`` replaced by the one that saw the champion.
     """
     uri = settings.tracking_uri
     params = {"training": settings.training.model_dump(mode="json"), "features": settings.features.model_dump(mode="json")}
-    for target, result in results.items():
+    for result in results.values():
         bundle = result.bundle
         if bundle is None:
             continue
-        evaluate = (lambda champ, t=target: evaluate_champion(t, champ)) if evaluate_champion else None
-        decision = gate(bundle, settings.training, tracking_uri=uri, evaluate=evaluate)
+        decision = gate(
+            bundle, result.test_rows, result.test_predictions, result.test_features, settings.training, tracking_uri=uri
+        )
+        result.decision = decision
         info = log_target(
             bundle,
-            params=params,
+            params=params | result.params,
             plots=result.figures,
             input_example=_example_for(bundle, result.test_features),
             tracking_uri=uri,
@@ -472,6 +462,7 @@ def register_results(
             "model_name": info.name,
             "version": info.version,
             "run_id": info.run_id,
+            "served": decision.served,
             "alias": CHAMPION if decision.promote else CHALLENGER,
             "promoted": decision.promote,
             "reasons": decision.reasons,
@@ -483,8 +474,7 @@ def register_results(
 
 def score_bundle(bundle: TargetBundle, test: Any) -> dict[str, float]:
     """Test metrics of any bundle on a split's rows (``training.datasets.TargetRows``),
-    named as the gate reads them. The pipeline can pass
-    ``evaluate_champion=lambda target, b: score_bundle(b, rows[target]["test"])``."""
+    named as the training table shows them."""
     from training.metrics import binary_metrics
 
     scores = bundle.predict(test.X)

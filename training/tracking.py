@@ -119,9 +119,10 @@ def candidate_key(bundle: TargetBundle) -> str:
 
 
 def split_metrics(bundle: TargetBundle) -> tuple[dict[str, float | None], dict[str, dict[str, float | None]]]:
-    """The candidate's test metrics, and every *other* contender's (the baselines)."""
+    """The served contender's test metrics, and every *other* contender's (the baselines,
+    and the model when a baseline serves in its place)."""
     own = candidate_key(bundle)
-    others = {name: dict(m) for name, m in bundle.metrics.items() if name not in (own, "model")}
+    others = {name: dict(m) for name, m in bundle.metrics.items() if name != own}
     return dict(bundle.metrics[own]), others
 
 
