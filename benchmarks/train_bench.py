@@ -169,12 +169,9 @@ def bench_training(
 
 def _register(results: dict[str, Any], rows: dict[str, Any], settings: Any, plan: Any) -> None:
     """What ``train_all`` does after training, for a benchmark that includes MLflow."""
-    from training.pipeline import serve_best_baseline_if_no_champion
-    from training.registry import register_results, score_bundle
+    from training.registry import register_results
 
-    register_results(results, settings, evaluate_champion=lambda t, b: score_bundle(b, rows[t]["test"]))
-    for result in results.values():
-        serve_best_baseline_if_no_champion(result, settings, plan)
+    register_results(results, settings)
 
 
 def isolated(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -127,7 +127,7 @@ def survival_rows(n: int, seed: int) -> tuple[Outcomes, np.ndarray]:
 
 
 def test_survival_contenders_are_judged_by_integrated_brier_and_concordance() -> None:
-    rows, informed = survival_rows(1500, 9)
+    rows, informed = survival_rows(800, 9)
     flat = np.tile(informed.mean(axis=0), (len(rows), 1))
     decision = decide(rows, {MODEL: informed, CHAMPION: flat}, CONFIG)
     assert decision.promote, decision.reasons

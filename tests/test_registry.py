@@ -24,13 +24,14 @@ from mlflow import MlflowClient
 from radar.config import ModelConfig, Settings, TrainingConfig
 from training import registry
 from training.bundle import TargetBundle
+from training.gate import GateDecision, Outcomes
 from training.metrics import binary_metrics
 from training.models import ProbabilityModel
 from training.tracking import using_store
 
 from test_models import make_frame
 
-LENIENT = TrainingConfig(promotion_margin_auc=0.002, max_calibration_error=0.2)
+CONFIG = TrainingConfig(gate_bootstrap_rounds=200)
 TEST_SNAPSHOT = {"test": "2024-06-01", "validation": "2024-03-01", "train": ["2024-01-01"]}
 
 
@@ -84,9 +85,16 @@ def store(tmp_path_factory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-def register(bundle: TargetBundle, store: str, config: TrainingConfig = LENIENT, **kwargs) -> registry.ModelVersionInfo:
-    """Gate then log, as the pipeline does."""
-    decision = registry.gate(bundle, config, tracking_uri=store, evaluate=kwargs.pop("evaluate", None))
+def gate(bundle: TargetBundle, data: dict, store: str) -> GateDecision:
+    """The registry's gate on the bundle's own test rows, the champion re-scored beside."""
+    X, y = data["test"]
+    return registry.gate(bundle, Outcomes("binary", y=y), {"model": bundle.model.predict_proba(X)}, X, CONFIG,
+                         tracking_uri=store)
+
+
+def register(bundle: TargetBundle, store: str, data: dict | None = None, **kwargs) -> registry.ModelVersionInfo:
+    """Gate then log, as the pipeline does; ``decision`` overrides the gate."""
+    decision = kwargs.pop("decision", None) or gate(bundle, data, store)
     X = kwargs.pop("X", None)
     return registry.log_target(
         bundle,
@@ -106,7 +114,7 @@ def champion_version(target: str, store: str) -> int | None:
 def test_logged_model_loads_in_a_fresh_process_with_identical_predictions(store, models, data, tmp_path) -> None:
     X = data["test"][0].head(300)
     bundle = make_bundle("fresh_load", models["strong"], data)
-    info = register(bundle, store, X=X)
+    info = register(bundle, store, data, X=X)
     assert info.aliases == ["champion"]
     X.to_pickle(tmp_path / "X.pkl")
     script = textwrap.dedent(
@@ -133,7 +141,7 @@ def test_run_holds_params_metrics_cost_plots_and_version_tags(store, models, dat
     figure, ax = plt.subplots()
     ax.plot([0, 1], [0, 1])
     X = data["test"][0].head(20).set_axis([f"person-{i}" for i in range(20)])
-    info = register(make_bundle("logged", models["strong"], data), store, X=X, plots={"roc.png": figure})
+    info = register(make_bundle("logged", models["strong"], data), store, data, X=X, plots={"roc.png": figure})
     plt.close(figure)
     client = MlflowClient(tracking_uri=store)
     run = client.get_run(info.run_id)
@@ -153,37 +161,33 @@ def test_run_holds_params_metrics_cost_plots_and_version_tags(store, models, dat
 
 
 def test_worse_challenger_stays_challenger_with_the_reason_recorded(store, models, data) -> None:
-    first = register(make_bundle("worse", models["weak"], data), store)
+    first = register(make_bundle("worse", models["weak"], data), store, data)
     assert first.aliases == ["champion"]
-    second = register(make_bundle("worse", models["useless"], data), store)
+    second = register(make_bundle("worse", models["useless"], data), store, data)
     assert second.aliases == ["challenger"]
     assert champion_version("worse", store) == first.version
-    assert "does not beat champion" in second.tags["decision_reason"]
+    assert "not better than champion beyond noise" in second.tags["decision_reason"]
     run = MlflowClient(tracking_uri=store).get_run(second.run_id)
     assert run.data.tags["radar.decision"] == "challenger"
-    assert "does not beat champion" in run.data.tags["radar.decision_reason"]
+    assert "not better than champion beyond noise" in run.data.tags["radar.decision_reason"]
+    # The interval of the difference from the champion is a run metric, and in the JSON.
+    assert run.data.metrics["gate_model_minus_champion_brier_low"] <= run.data.metrics["gate_model_minus_champion_brier"]
+    assert {"served", "differences", "calibration"} <= set(json.loads(
+        Path(MlflowClient(tracking_uri=store).download_artifacts(second.run_id, "gate_decision.json")).read_text()))
 
 
 def test_better_challenger_is_promoted_and_the_old_champion_kept_for_rollback(store, models, data) -> None:
-    first = register(make_bundle("better", models["weak"], data), store)
-    second = register(make_bundle("better", models["strong"], data), store)
+    first = register(make_bundle("better", models["weak"], data), store, data)
+    second = register(make_bundle("better", models["strong"], data), store, data)
     assert second.aliases == ["champion"] and second.tags["decision"] == "promoted by gate"
     old = registry.version_info("better", version=first.version, tracking_uri=store)
     assert old.aliases == ["previous_champion"]
 
 
-def test_calibration_error_out_of_bounds_blocks_promotion(store, models, data) -> None:
-    strict = TrainingConfig(promotion_margin_auc=0.002, max_calibration_error=1e-4)
-    info = register(make_bundle("uncalibrated", models["strong"], data), store, config=strict)
-    assert info.aliases == ["challenger"]
-    assert "exceeds the allowed" in info.tags["decision_reason"]
-    assert champion_version("uncalibrated", store) is None
-
-
 def test_promote_and_rollback_round_trip(store, models, data) -> None:
-    never = TrainingConfig(max_calibration_error=0.0)  # the gate promotes nothing here
+    kept_out = GateDecision(False, ["kept out: this test moves the aliases by hand"])
     bundles = [make_bundle("roundtrip", models[m], data) for m in ("useless", "weak", "strong")]
-    versions = [register(b, store, config=never).version for b in bundles]
+    versions = [register(b, store, decision=kept_out).version for b in bundles]
     for version in versions:
         registry.promote("roundtrip", version, tracking_uri=store)
     assert champion_version("roundtrip", store) == versions[2]
@@ -202,8 +206,8 @@ def test_promote_and_rollback_round_trip(store, models, data) -> None:
 
 
 def test_promote_without_a_version_takes_the_challenger(store, models, data) -> None:
-    register(make_bundle("manual", models["strong"], data), store)
-    challenger = register(make_bundle("manual", models["useless"], data), store)
+    register(make_bundle("manual", models["strong"], data), store, data)
+    challenger = register(make_bundle("manual", models["useless"], data), store, data)
     change = registry.promote("manual", tracking_uri=store)
     assert change.champion_after == challenger.version
     assert registry.version_info("manual", alias="challenger", tracking_uri=store) is None
@@ -211,41 +215,40 @@ def test_promote_without_a_version_takes_the_challenger(store, models, data) -> 
         registry.promote("manual", 99, tracking_uri=store)
 
 
-def test_champion_from_another_test_snapshot_needs_re_scoring(store, models, data) -> None:
-    register(make_bundle("resnap", models["weak"], data), store)
+def test_a_champion_from_another_test_snapshot_is_re_scored_on_the_new_rows(store, models, data) -> None:
+    register(make_bundle("resnap", models["weak"], data), store, data)
     later = make_bundle("resnap", models["strong"], data, snapshot=TEST_SNAPSHOT | {"test": "2024-07-01"})
-    refused = registry.gate(later, LENIENT, tracking_uri=store)
-    assert not refused.promote and "re-score" in refused.reasons[0]
+    decision = gate(later, data, store)
+    vs_champion = {d.metric: d for d in decision.differences if d.b == "champion"}
     X, y = data["test"]
-    seen = []
-
-    def evaluate(champion: TargetBundle) -> dict[str, float]:
-        seen.append(champion.model_type)
-        return binary_metrics(y, champion.predict(X)["probability"].to_numpy())
-
-    info = register(later, store, evaluate=evaluate)
-    assert seen == ["lightgbm"] and info.aliases == ["champion"]
+    weak = binary_metrics(y, models["weak"].predict_proba(X))
+    strong = binary_metrics(y, models["strong"].predict_proba(X))
+    assert vs_champion["brier"].estimate == pytest.approx(strong["brier"] - weak["brier"])
+    assert decision.promote and vs_champion["brier"].high < 0
 
 
-def test_baseline_backed_bundle_is_judged_against_the_other_baselines(store, models, data) -> None:
-    X, y = data["test"]
-    bundle = make_bundle("fallback", models["strong"], data)
-    bundle.model, bundle.model_type = Rule(), "rule"
-    bundle.metrics = {"rule": bundle.metrics["rule"], "visits_model": bundle.metrics["model"]}
-    decision = registry.gate(bundle, LENIENT, tracking_uri=store)
-    # The rule is not compared with itself, but it must still beat the other contenders.
-    assert not decision.promote
-    assert any("baseline visits_model" in r for r in decision.reasons)
-    assert not any("baseline rule" in r for r in decision.reasons)
+def test_a_champion_that_answers_another_horizon_is_replaced_with_the_reason(store, models, data) -> None:
+    register(make_bundle("rehorizon", models["strong"], data), store, data)
+    other = make_bundle("rehorizon", models["useless"], data)
+    other.horizon_days = 30
+    decision = gate(other, data, store)
+    assert decision.promote and "30-day one: not comparable" in decision.summary
+    assert not [d for d in decision.differences if d.b == "champion"]
 
 
 def test_register_results_fills_the_pipeline_registration(store, models, data, monkeypatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    X, y = data["test"]
     bundle = make_bundle("from_pipeline", models["strong"], data)
-    results = {"from_pipeline": SimpleNamespace(bundle=bundle, figures={}, test_features=data["test"][0], registration={})}
-    registry.register_results(results, Settings(training=LENIENT))
-    registration = results["from_pipeline"].registration
+    result = SimpleNamespace(
+        bundle=bundle, figures={}, test_features=X, registration={}, params={"table": "t.csv"},
+        test_rows=Outcomes("binary", y=y), decision=None,
+        test_predictions={"model": models["strong"].predict_proba(X), "rule": Rule().predict_proba(X)},
+    )
+    registry.register_results({"from_pipeline": result}, Settings(training=CONFIG))
+    registration = result.registration
     assert registration["model_name"] == "radar-from_pipeline" and registration["promoted"]
+    assert registration["served"] == "model" and result.decision.served == "model"
     assert json.dumps(registration)
 
 
