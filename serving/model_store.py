@@ -42,7 +42,7 @@ def bento_model_name(target: str) -> str:
 
 
 def _test_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith("test_")}
+    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(("test_", "gate_"))}
 
 
 def load_from_registry(settings: Settings, targets: tuple[str, ...] = TARGETS) -> LoadedModels:
@@ -60,6 +60,7 @@ def load_from_registry(settings: Settings, targets: tuple[str, ...] = TARGETS) -
             target=target, name=info.name, version=str(info.version), model_type=bundle.model_type,
             trained_at=info.trained_at or bundle.trained_at, source="mlflow",
             test_metrics=_test_metrics(info.metrics), features=list(bundle.feature_names),
+            served=bundle.contender, gate=info.tags.get("decision_reason", ""),
         )
     return loaded
 
@@ -83,7 +84,7 @@ def load_from_bentoml(targets: tuple[str, ...] = TARGETS) -> LoadedModels:
             target=target, name=str(stored.tag), version=version, model_type=bundle.model_type,
             trained_at=str(meta.get("trained_at", bundle.trained_at)), source="bentoml",
             test_metrics={k: float(v) for k, v in dict(meta.get("test_metrics", {})).items()},
-            features=list(bundle.feature_names),
+            features=list(bundle.feature_names), served=bundle.contender, gate=str(meta.get("gate", "")),
         )
     return loaded
 
@@ -146,7 +147,7 @@ def export_to_bentoml(settings: Settings) -> list[str]:
     for target, champion in registry.champions.items():
         info = registry.infos[target]
         metadata = {"mlflow_version": info.version, "trained_at": info.trained_at,
-                    "model_type": info.model_type, "test_metrics": info.test_metrics}
+                    "model_type": info.model_type, "test_metrics": info.test_metrics, "gate": info.gate}
         with bentoml.models.create(bento_model_name(target), labels={"target": target},
                                    metadata=metadata) as stored:
             save_bundle(champion.bundle, Path(stored.path))

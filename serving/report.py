@@ -52,6 +52,9 @@ class TargetHealth:
     trained_at: str = ""
     #: Test-snapshot metrics by contender: {"model": {...}, "<baseline>": {...}}.
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: Which contender serves (the gate's pick: "model" or a baseline) and the gate's reasons.
+    served: str = ""
+    gate: str = ""
     #: PNG bytes by plot name ("gain", "calibration").
     images: dict[str, bytes] = field(default_factory=dict)
     note: str = ""
@@ -87,6 +90,8 @@ def collect_model_health(targets: Iterable[str] | None = None, *, tracking_uri: 
                 model_type=info.model_type or bundle.model_type,
                 trained_at=info.trained_at or bundle.trained_at,
                 metrics={name: dict(values) for name, values in bundle.metrics.items()},
+                served=bundle.contender,
+                gate=info.tags.get("decision_reason", ""),
                 images=images,
                 note=note,
             )
@@ -262,15 +267,30 @@ def headline(kpis: Kpis) -> list[tuple[str, str]]:
     ]
 
 
+def _difference(values: dict[str, float], metric: str) -> str:
+    """``+0.0012 (−0.0010 to +0.0034)``: this contender minus the served one, with the gate's interval."""
+    diff, low, high = (values.get(f"{metric}{k}") for k in ("_diff", "_low", "_high"))
+    if diff is None or diff != diff:
+        return ""
+    return f"{diff:+.4f}" + ("" if low is None or low != low else f" ({low:+.4f} to {high:+.4f})")
+
+
 def health_view(health: Sequence[TargetHealth]) -> list[dict[str, Any]]:
-    """Per target: its metric table (contender × metric) and inline plots."""
+    """Per target: its metric table (contender × metric, each contender's difference from
+    the served one with the gate's interval) and inline plots."""
     views = []
     for item in health:
         names = [m for m in HEALTH_METRICS if any(m in v for v in item.metrics.values())]
+        loss = "integrated_brier" if any("integrated_brier" in v for v in item.metrics.values()) else "brier"
+        names_shown = [*names, f"Δ {loss} vs served (interval)"]
         rows = [
-            {"contender": contender, "values": [fmt_metric(values.get(m)) for m in names]}
+            {
+                "contender": contender + (" (serves)" if contender == item.served else ""),
+                "values": [fmt_metric(values.get(m)) for m in names] + [_difference(values, loss)],
+            }
             for contender, values in item.metrics.items()
         ]
+        names = names_shown
         images = {name: bytes_data_uri(png) for name, png in item.images.items()}
         views.append({"item": item, "metric_names": names, "rows": rows, "images": images})
     return views

@@ -229,8 +229,13 @@ class ModelInfo(BaseModel):
     model_type: str
     trained_at: str
     source: Literal["mlflow", "bentoml"]
-    test_metrics: dict[str, float]
+    test_metrics: dict[str, float] = Field(
+        description="The served contender's test metrics (test_*) and the gate's differences from "
+        "the other contenders and the former champion with their intervals (gate_<a>_minus_<b>_<metric>[_low|_high])."
+    )
     features: list[str]
+    served: str = Field("", description="The contender that serves: model (LightGBM) or a baseline's name.")
+    gate: str = Field("", description="Why the gate made it champion.")
 
 
 class ModelsResponse(BaseModel):

@@ -53,6 +53,11 @@ class TargetBundle:
     #: default is what an older pickle reads.
     profile: dict[str, Any] | None = None
 
+    @property
+    def contender(self) -> str:
+        """The gate's name for what this bundle serves: ``model`` (LightGBM) or a baseline's."""
+        return "model" if self.model_type == "lightgbm" else self.model_type
+
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Model-level outputs for rows of features (index kept); see :meth:`outputs`."""
         return pd.DataFrame(self.outputs(FeatureRows.from_frame(features)), index=features.index)
