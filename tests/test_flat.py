@@ -159,12 +159,16 @@ def test_force_include_of_an_unknown_column_is_refused(trained):
         train_flat(table, "converted", Settings(), force_include=["Nope"])
 
 
-def test_few_positives_fall_back_to_logistic(trained):
+def test_few_positives_leave_the_baselines_to_contend_and_the_best_serves(trained):
     table, _, _ = trained
     settings = Settings(training=TrainingConfig(min_positives=100_000))
     bundle, report = train_flat(table, "converted", settings, compare_with_excluded=False)
-    assert bundle.model_type == report.model_type == "logistic"
+    assert "model" not in bundle.metrics
+    best = min(bundle.metrics, key=lambda name: bundle.metrics[name]["brier"])
+    assert bundle.model_type == report.model_type == report.served == best
     assert any("too few for boosted trees" in note for note in report.notes)
+    # The served baseline scores straight away, like any model.
+    assert np.allclose(bundle.predict(report.test_features)["probability"], report.test_predictions[best])
 
 
 # --- Scoring -----------------------------------------------------------------------------------
@@ -245,3 +249,39 @@ def test_train_report_prints_plain_and_rich(trained):
     console = Console(record=True, width=200)
     console.print(report)
     assert "Won Amount" in console.export_text()
+
+
+# --- The command line: train then score, as a new user does -----------------------------------
+
+
+def test_train_then_score_a_flat_table_with_defaults(planted_csv, tmp_path, monkeypatch):
+    """Right after `radar train --table`, `radar score --table` works: something always
+    serves, whatever the gate thinks of calibration. A second run meets the champion."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from radar.cli import app
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    env = {"RADAR_WORK_DIR": str(tmp_path / "work")}
+    runner = CliRunner()
+    metrics = tmp_path / "metrics.json"
+    args = ["train", "--table", str(planted_csv), "--label", "Converted", "--id", "Lead Ref", "--name", "leads",
+            "--metrics-out", str(metrics)]
+    first = runner.invoke(app, args, env=env)
+    assert first.exit_code == 0, first.output
+    payload = json.loads(metrics.read_text())
+    assert payload["registration"]["alias"] == "champion" and payload["gate"]["served"] == "model"
+    assert "serves" in first.output and "Δ Brier" in first.output
+    out = tmp_path / "scores.csv"
+    scored = runner.invoke(app, ["score", "--table", str(planted_csv), "--model", "leads", "--out", str(out)], env=env)
+    assert scored.exit_code == 0, scored.output
+    scores = pd.read_csv(out)
+    assert scores["Lead Ref"].tolist() == pd.read_csv(planted_csv)["Lead Ref"].tolist()
+    second = runner.invoke(app, args, env=env)
+    assert second.exit_code == 0, second.output
+    gate = json.loads(metrics.read_text())["gate"]
+    # The same data and seed give the same model: within noise of the champion, it stays out.
+    assert not gate["promote"] and "champion" in gate["reasons"][-1]
+    assert any(d["b"] == "champion" for d in gate["differences"])
