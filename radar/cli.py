@@ -168,13 +168,13 @@ def _metrics_table(results: dict, title: str = "Test snapshot: every contender, 
     from rich.table import Table
 
     table = Table(title=title)
-    columns = ("target", "contender", "AUC / C", "Brier / IBS", "ECE", "lift@10%", "n",
+    columns = ("target", "contender", "AUC / C", "Brier / IBS", "ECE", "n",
                "Δ Brier / IBS vs served", "Δ AUC / C vs served", "gate")
     for column in columns:
         table.add_column(column, justify="left" if column in ("target", "contender", "gate") else "right")
     for target, result in results.items():
         if result.bundle is None:
-            table.add_row(target, "—", *[""] * 7, "; ".join(result.notes))
+            table.add_row(target, "—", *[""] * 6, "not trained (see the note)")
             continue
         served = result.decision.served if result.decision else None
         alias = result.registration.get("alias", "not registered") if result.registration else "not registered"
@@ -184,10 +184,9 @@ def _metrics_table(results: dict, title: str = "Test snapshot: every contender, 
             table.add_row(
                 target if contender == result.comparison.index[0] else "",
                 f"[bold]{contender}[/]" if is_served else str(contender),
-                _fmt(m.get(rank)), _fmt(m.get(loss)), _fmt(m.get("ece")),
-                _fmt(m.get("lift_at_10pct"), 2), f"{int(m['n']):,}",
+                _fmt(m.get(rank)), _fmt(m.get(loss)), _fmt(m.get("ece")), f"{int(m['n']):,}",
                 _interval(m, loss), _interval(m, rank),
-                f"serves: {alias}" if is_served else "",
+                f"serves ({alias})" if is_served else "",
             )
     return table
 

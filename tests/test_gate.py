@@ -90,6 +90,14 @@ def test_a_miscalibrated_model_gives_way_to_the_best_baseline() -> None:
     assert decision.promote and "no champion" in decision.reasons[-1]
 
 
+def test_a_model_beyond_calibration_noise_still_serves_when_its_proper_score_is_far_better() -> None:
+    truth, y = world(20000, 11)
+    shifted = np.clip(truth + 0.03, 0, 1)  # off by three points, ranking intact
+    decision = decide(Outcomes("binary", y=y), {MODEL: shifted, "weak": coarse(truth, 2)}, CONFIG)
+    assert not decision.calibration.honest
+    assert decision.served == MODEL and "model beats weak beyond noise" in decision.summary
+
+
 def test_a_baseline_replaces_an_honest_model_only_by_beating_it_beyond_noise() -> None:
     truth, y = world(2000, 7)
     close = {MODEL: blur(truth, 0.5, 16), "rule": blur(truth, 0.48, 17)}

@@ -13,9 +13,10 @@ The rule:
    model's own probabilities, ``gate_confidence`` quantile of their ECE. It is honest when
    its ECE is within that noise, or no worse than the best-calibrated baseline's.
 2. **What serves from this run.** The model, when it was trained and is honest; a baseline
-   takes its place only by beating it beyond noise (below). When the model is missing or
-   not honest, the baseline with the best proper score serves: something honest always
-   serves.
+   takes its place only by beating it beyond noise (below). A model that is not honest
+   must earn its place: it serves only if it beats the baseline with the best proper score
+   beyond noise (calibration error is part of that score). Otherwise, or when no model
+   was trained, that baseline serves: something honest always serves.
 3. **Beating beyond noise.** A beats B when the interval of A's proper score minus B's
    (Brier; integrated Brier for survival) lies below zero, and A's ranking (AUC; C-index)
    is not worse beyond noise (the interval of A − B does not lie wholly below zero).
@@ -280,27 +281,32 @@ def check_calibration(
 def pick(judgement: Judgement, calibration: Calibration | None, contenders: list[str]) -> tuple[str, list[str]]:
     """The contender that serves from this run (module doc, rule 2), with the reasons."""
     baselines = [c for c in contenders if c not in (MODEL, CHAMPION)]
-    model_ok = MODEL in contenders and (calibration is None or calibration.honest)
+    best = min(baselines, key=lambda n: _nan_last(judgement.point[n][judgement.loss])) if baselines else None
     reasons: list[str] = []
-    if MODEL in contenders and calibration is not None:
-        how = "within" if calibration.honest else "beyond"
+    if MODEL not in contenders:
+        if best is None:
+            raise ValueError("the gate needs at least one contender")
+        return best, [f"no model was trained; {best}, the baseline with the best {judgement.loss}, serves"]
+    honest = calibration is None or calibration.honest
+    if calibration is not None:
         reasons.append(
-            f"model ECE {calibration.ece:.4f} is {how} what noise and the baselines allow "
-            f"(noise {calibration.noise:.4f}"
+            f"model ECE {calibration.ece:.4f} is {'within' if honest else 'beyond'} what noise and the "
+            f"baselines allow (noise {calibration.noise:.4f}"
             + ("" if calibration.best_baseline is None else f", best baseline {calibration.best_baseline:.4f}")
             + ")"
         )
-    if model_ok:
-        for name in baselines:
-            better, why = judgement.beats(name, MODEL)
-            if better:
-                return name, [*reasons, why, f"{name} serves"]
-        return MODEL, [*reasons, "model serves"]
-    if not baselines:
-        return MODEL, [*reasons, "no baseline to stand in; model serves"]
-    best = min(baselines, key=lambda n: _nan_last(judgement.point[n][judgement.loss]))
-    lead = "no model was trained" if MODEL not in contenders else "the model is not honestly calibrated"
-    return best, [*reasons, f"{lead}; {best}, the baseline with the best {judgement.loss}, serves"]
+    if not honest and best is not None:
+        # Calibration error is part of the proper score: a model that still beats the best
+        # baseline on it beyond noise is the more useful probability despite its ECE.
+        better, why = judgement.beats(MODEL, best)
+        if not better:
+            return best, [*reasons, why, f"{best}, the baseline with the best {judgement.loss}, serves"]
+        reasons.append(why)
+    for name in baselines:
+        better, why = judgement.beats(name, MODEL)
+        if better:
+            return name, [*reasons, why, f"{name} serves"]
+    return MODEL, [*reasons, "model serves"]
 
 
 def _nan_last(value: float) -> float:
