@@ -429,6 +429,31 @@ def test_lead_engagement_predicts_conversion_but_not_perfectly(clean: dict[str, 
     assert 0.6 < auc < 0.9
 
 
+# --- unit economics ----------------------------------------------------------------------
+
+
+def test_unit_economics_are_realistic_and_one_channel_falls_below_three(tmp_path: Path) -> None:
+    """Marketing pays for itself a few times over, not a hundred: the report's LTV/CAC by
+    channel lies between about 1x and 10x, and at least one channel (events, ~600 a lead)
+    is under the 3x rule of thumb, so the report flags it. 10 k people: smaller worlds
+    have too few customers per channel for a steady LTV."""
+    from features.ingest import load_crm
+    from radar.config import Settings
+    from serving.kpis import LTV_CAC_TARGET, compute_kpis
+
+    generate_world(10_000, SEED, tmp_path, file_format="parquet")
+    kpis = compute_kpis(load_crm(tmp_path).data, Settings())
+    bought = kpis.by_channel[kpis.by_channel["spend"] > 0]
+    assert len(bought) == 7
+    ratio = bought["ltv_cac"]
+    assert ratio.notna().all()
+    assert 1.0 <= ratio.min() and ratio.max() <= 10.0, ratio.round(2).to_dict()
+    assert ratio.min() < LTV_CAC_TARGET and bought["ltv_cac_low"].any()
+    assert not bought["ltv_cac_low"].all()
+    # CAC is hundreds, not tens: the costs behind a customer are realistic for the tickets.
+    assert 200 < kpis.overall["cac"] < 2_000
+
+
 # --- speed --------------------------------------------------------------------------------
 
 

@@ -18,19 +18,27 @@ class Channel:
     share: float
     #: Effect on the lead's conversion logit (referral/events convert, social_ads does not).
     quality: float
-    #: Media cost per lead, in the spend table's currency.
+    #: Cost that follows the leads bought (clicks, ad impressions, partner fees, event
+    #: tickets), per lead, in the spend table's currency.
     cost_per_lead: float
+    #: Cost that does not (agency retainers, content writers, e-mail and WhatsApp tools,
+    #: booth fees), as a flat daily amount; given per lead over the whole world so that a
+    #: world of any size has the same unit economics.
+    fixed_cost_per_lead: float
     campaigns: tuple[str, ...]
 
 
+#: Costs are set so that LTV/CAC runs from about 2x (events: trade shows cost ~600 a lead)
+#: to about 8x (organic search: content is a fixed cost that many leads share); paid search
+#: sits just above the 3x rule of thumb, social ads is cheap per lead but converts worst.
 CHANNELS: tuple[Channel, ...] = (
-    Channel("organic_search", 0.24, 0.10, 4.0, ("seo_blog", "seo_docs")),
-    Channel("paid_search", 0.20, 0.25, 38.0, ("ps_brand", "ps_generic", "ps_competitor")),
-    Channel("social_ads", 0.24, -0.90, 7.0, ("sa_prospecting", "sa_retargeting", "sa_lookalike")),
-    Channel("email", 0.10, 0.05, 3.0, ("em_newsletter", "em_nurture")),
-    Channel("referral", 0.07, 1.10, 25.0, ("ref_partner", "ref_customer")),
-    Channel("whatsapp", 0.07, 0.30, 6.0, ("wa_click_to_chat",)),
-    Channel("events", 0.08, 0.90, 60.0, ("ev_tradeshow", "ev_webinar")),
+    Channel("organic_search", 0.24, 0.10, 8.0, 85.0, ("seo_blog", "seo_docs")),
+    Channel("paid_search", 0.20, 0.25, 145.0, 20.0, ("ps_brand", "ps_generic", "ps_competitor")),
+    Channel("social_ads", 0.24, -0.90, 85.0, 15.0, ("sa_prospecting", "sa_retargeting", "sa_lookalike")),
+    Channel("email", 0.10, 0.05, 10.0, 80.0, ("em_newsletter", "em_nurture")),
+    Channel("referral", 0.07, 1.10, 260.0, 60.0, ("ref_partner", "ref_customer")),
+    Channel("whatsapp", 0.07, 0.30, 80.0, 45.0, ("wa_click_to_chat",)),
+    Channel("events", 0.08, 0.90, 420.0, 180.0, ("ev_tradeshow", "ev_webinar")),
 )
 CHANNEL_NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)
 CAMPAIGNS: tuple[str, ...] = tuple(k for c in CHANNELS for k in c.campaigns)
