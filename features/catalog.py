@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.contract import DEAL_STAGES, JOURNEY_STAGES
+from radar.text import count_text, plural
 
 Row = Mapping[str, object] | pd.Series | None
 Render = Callable[[object, dict[str, str], Row], str]
@@ -51,18 +52,34 @@ def _missing(value: object) -> bool:
 
 def _num(value: float) -> str:
     """A count or amount as a person writes it: 6, 1,250, 2.5."""
-    value = float(value)
-    return f"{value:,.0f}" if value == round(value) else f"{value:,.1f}"
+    return count_text(value)
 
 
 def _days(value: float) -> str:
     return f"{float(value):.0f}"
 
 
+def _day_count(value: float) -> str:
+    """Whole days with their unit: "1 day", "140 days"."""
+    return plural(round(float(value)), "day")
+
+
+def _window(days: str) -> str:
+    """A window's length from its ``<d>d`` name: "30 days"; a one-day window is "day"
+    ("in the last day")."""
+    return "day" if int(days) == 1 else plural(int(days), "day")
+
+
+def _with_window(groups: dict[str, str]) -> dict[str, str]:
+    """The pattern's groups, plus ``window`` ("30 days") where the name has a window."""
+    return {**groups, "window": _window(groups["days"])} if "days" in groups else groups
+
+
 def _counted(zero: str, one: str, many: str, missing: str | None = None) -> Render:
     """A count: ``many`` takes ``{n}``; every template may use the pattern's groups."""
 
     def render(value: object, groups: dict[str, str], row: Row) -> str:
+        groups = _with_window(groups)
         if _missing(value):
             return (missing or zero).format(**groups)
         number = float(value)  # type: ignore[arg-type]
@@ -76,6 +93,7 @@ def _measured(template: str, missing: str, fmt: Callable[[float], str] = _num) -
     """A measurement: ``template`` takes ``{value}`` (formatted) and the pattern's groups."""
 
     def render(value: object, groups: dict[str, str], row: Row) -> str:
+        groups = _with_window(groups)
         if _missing(value):
             return missing.format(**groups)
         return template.format(value=fmt(float(value)), **groups)  # type: ignore[arg-type]
@@ -94,7 +112,7 @@ def _text(template: str, missing: str) -> Render:
 
 def _trend(subject: str) -> Render:
     def render(value: object, groups: dict[str, str], row: Row) -> str:
-        span = f"in the last {groups['recent']} days vs the {groups['base']} before"
+        span = f"in the last {_window(groups['recent'])} vs the {groups['base']} before"
         if _missing(value):
             return f"{subject} trend unknown"
         ratio = float(value)  # type: ignore[arg-type]
@@ -110,7 +128,7 @@ def _trend(subject: str) -> Render:
 def _last_purchase(value: object, groups: dict[str, str], row: Row) -> str:
     if _missing(value):
         return "has never bought"
-    text = f"no purchase for {_days(value)} days"  # type: ignore[arg-type]
+    text = f"no purchase for {_day_count(value)}"  # type: ignore[arg-type]
     gap = None if row is None else row.get("purchase_gap_mean_days")
     if not _missing(gap):
         text += f"; usually buys every {_days(gap)}"  # type: ignore[arg-type]
@@ -153,7 +171,8 @@ def _attribute(value: object, groups: dict[str, str], row: Row) -> str:
 # ---------------------------------------------------------------- interaction types
 
 _W = r"(?P<days>\d+)"
-_IN = " in the last {days} days"
+#: The window phrase: "{window}" is filled with "30 days" (or "1 day") by describe_feature.
+_IN = " in the last {window}"
 
 #: (none, once, {n} times) for each interaction type, as a salesperson would say it.
 TYPE_PHRASES: dict[str, tuple[str, str, str]] = {
@@ -186,7 +205,7 @@ _TYPES = "|".join(TYPE_PHRASES)
 CATALOG: tuple[Entry, ...] = (
     # the person
     Entry("tenure_days", "days since the person's first record of any kind",
-          _measured("known for {value} days", "not known before", _days)),
+          _measured("known for {value}", "not known before", _day_count)),
     Entry("is_customer", "1 if they have bought, won a deal or converted as a lead",
           _yes_no("already a customer", "not a customer yet")),
     Entry("journey_stage", "furthest journey stage reached: 0 need … 4 use",
@@ -195,7 +214,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("n_leads", "lead records for the person",
           _counted("never came in as a lead", "came in as 1 lead", "came in as {n} leads")),
     Entry("lead_age_days", "days since the earliest lead",
-          _measured("first came in as a lead {value} days ago", "never came in as a lead", _days)),
+          _measured("first came in as a lead {value} ago", "never came in as a lead", _day_count)),
     Entry("lead_source", "source channel of the earliest lead that has one",
           _text("came in through {value}", "lead source unknown")),
     # orders: recency, frequency, monetary (paid orders only)
@@ -206,7 +225,7 @@ CATALOG: tuple[Entry, ...] = (
           _measured("spends {value} per order on average", "has never bought")),
     Entry("paid_amount_max", "largest paid order", _measured("largest order {value}", "has never bought")),
     Entry("days_since_first_paid_order", "days since the first paid order",
-          _measured("first purchase {value} days ago", "has never bought", _days)),
+          _measured("first purchase {value} ago", "has never bought", _day_count)),
     Entry("days_since_last_paid_order", "days since the last paid order", _last_purchase),
     Entry(rf"n_paid_orders_{_W}d", "paid orders in the window",
           _counted("no purchases" + _IN, "bought once" + _IN, "bought {n} times" + _IN)),
@@ -215,9 +234,9 @@ CATALOG: tuple[Entry, ...] = (
     Entry(r"paid_order_trend_(?P<recent>\d+)d_vs_(?P<base>\d+)d",
           "daily purchase rate recently over the rate before (1 = steady)", _trend("purchases")),
     Entry("purchase_gap_mean_days", "mean days between consecutive paid orders",
-          _measured("usually buys every {value} days", "no purchase rhythm yet", _days)),
+          _measured("usually buys every {value}", "no purchase rhythm yet", _day_count)),
     Entry("purchase_gap_std_days", "spread of the days between paid orders",
-          _measured("purchase rhythm varies by ±{value} days", "no purchase rhythm yet", _days)),
+          _measured("purchase rhythm varies by ±{value}", "no purchase rhythm yet", _day_count)),
     Entry("days_since_last_paid_order_vs_usual_gap", "days since last purchase over the usual gap", _overdue),
     # payment problems
     Entry("n_failed_payments", "failed payments ever",
@@ -237,22 +256,22 @@ CATALOG: tuple[Entry, ...] = (
     Entry(r"engagement_trend_(?P<recent>\d+)d_vs_(?P<base>\d+)d",
           "daily activity rate recently over the rate before (1 = steady)", _trend("engagement")),
     Entry("days_since_last_engagement", "days since their last own activity",
-          _measured("last active {value} days ago", "never active", _days)),
+          _measured("last active {value} ago", "never active", _day_count)),
     Entry("nps_last_value", "latest NPS score", _measured("last NPS answer: {value}", "never answered NPS")),
     Entry("days_since_last_nps", "days since the latest NPS answer",
-          _measured("last NPS answer {value} days ago", "never answered NPS", _days)),
+          _measured("last NPS answer {value} ago", "never answered NPS", _day_count)),
     Entry("n_nps_detractor", "NPS answers at or below the detractor threshold",
           _counted("no low NPS answers", "1 low NPS answer", "{n} low NPS answers")),
     Entry("days_since_last_service_issue",
           "days since the last ticket, complaint, low NPS, failed payment or refund",
-          _measured("last service problem {value} days ago", "no service problems", _days)),
+          _measured("last service problem {value} ago", "no service problems", _day_count)),
     # deals
     Entry("n_open_deals", "deals open at the moment",
           _counted("no open deals", "1 open deal", "{n} open deals")),
     Entry("oldest_open_deal_age_days", "age of the oldest open deal",
-          _measured("oldest open deal is {value} days old", "no open deals", _days)),
+          _measured("oldest open deal is {value} old", "no open deals", _day_count)),
     Entry("newest_open_deal_age_days", "age of the newest open deal",
-          _measured("newest open deal is {value} days old", "no open deals", _days)),
+          _measured("newest open deal is {value} old", "no open deals", _day_count)),
     Entry("open_deals_amount_total", "amount of all open deals",
           _measured("open deals worth {value}", "no open deals")),
     Entry("open_deal_stage", "stage of the leading open deal: 0 qualification … 3 negotiation",
@@ -260,12 +279,12 @@ CATALOG: tuple[Entry, ...] = (
     Entry("open_deal_amount", "amount of the leading open deal (the one furthest along)",
           _measured("leading open deal worth {value}", "no open deal amount")),
     Entry("open_deal_age_days", "age of the leading open deal",
-          _measured("leading open deal opened {value} days ago", "no open deals", _days)),
+          _measured("leading open deal opened {value} ago", "no open deals", _day_count)),
     Entry("open_deal_n_stage_changes", "stage moves of the leading open deal",
           _counted("leading open deal has not moved stage", "leading open deal moved stage once",
                    "leading open deal moved stage {n} times", "no open deals")),
     Entry("open_deal_days_since_stage_change", "days since the leading open deal last moved",
-          _measured("leading open deal has not moved for {value} days", "no deal stage known", _days)),
+          _measured("leading open deal has not moved for {value}", "no deal stage known", _day_count)),
     Entry("n_deals_won", "deals won before", _counted("no deals won", "won 1 deal", "won {n} deals")),
     Entry("n_deals_lost", "deals lost before", _counted("no deals lost", "lost 1 deal", "lost {n} deals")),
     Entry("won_deals_amount", "amount of deals won", _measured("won deals worth {value}", "no deals won")),

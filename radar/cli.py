@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from radar.config import Settings, load_settings
+from radar.text import noun, plural
 
 app = typer.Typer(
     name="radar",
@@ -71,7 +72,7 @@ def demo(
         summary = generate_world(customers, seed, out, end=last_day, file_format=file_format)
     console.print(f"[green]Demo world written to {out}[/] in {summary.seconds:.1f} s")
     for table, rows in summary.rows.items():
-        console.print(f"  {table:<13} {rows:>12,} rows")
+        console.print(f"  {table:<13} {rows:>12,} {noun(rows, 'row')}")
 
 
 def _load(data_dir: Path, mapping: Optional[Path], settings: Settings):
@@ -146,7 +147,7 @@ def features(
     if out is not None:
         write_parquet(frame, out)
     console.print(
-        f"[green]{len(frame):,} people × {frame.shape[1]} features[/] as of {moment.date()} "
+        f"[green]{plural(len(frame), 'person', 'people')} × {plural(frame.shape[1], 'feature')}[/] as of {moment.date()} "
         f"in {seconds:.1f} s → {out or 'feature store'}"
     )
     if materialize:
@@ -354,7 +355,7 @@ def score(
     else:
         raise typer.BadParameter("give a CRM folder, or --table FILE --model NAME")
     write_scores(scores, out)
-    console.print(f"[green]{len(scores):,} scores[/] → {out}")
+    console.print(f"[green]{plural(len(scores), 'score')}[/] → {out}")
 
 
 @app.command()
@@ -385,8 +386,8 @@ def lists(
         ranked = build_lists(data, moment, load_champions(settings), settings, filters=filters)
     paths = write_lists(ranked, out)
     for name, frame in ranked.items():
-        console.print(f"  {name:<24} {len(frame):>7,} rows")
-    console.print(f"[green]Lists written to {out}[/] ({len(paths)} files, workbook {out / 'lists.xlsx'})")
+        console.print(f"  {name:<24} {len(frame):>7,} {noun(len(frame), 'row')}")
+    console.print(f"[green]Lists written to {out}[/] ({plural(len(paths), 'file')}, workbook {out / 'lists.xlsx'})")
 
 
 @app.command()
@@ -562,7 +563,7 @@ def _materialize(data, moment, frame, store: Optional[Path], settings: Settings)
 
     target = FeatureStore(store or default_store_path(settings))
     count = materialize(data, moment, settings, target, features=frame)
-    console.print(f"[green]{count:,} people[/] as of {moment.date()} → feature store {target.path}")
+    console.print(f"[green]{plural(count, 'person', 'people')}[/] as of {moment.date()} → feature store {target.path}")
 
 
 @app.command()
@@ -636,8 +637,8 @@ def push(
     result = push_scores(read_scores(scores), settings)
     write_report(result, report)
     colour = "green" if result.failed_rows == 0 else "yellow"
-    console.print(f"[{colour}]{result.sent_rows:,} rows delivered, {result.failed_rows:,} failed[/] "
-                  f"in {result.batches} batches; report: {report}")
+    console.print(f"[{colour}]{plural(result.sent_rows, 'row')} delivered, {result.failed_rows:,} failed[/] "
+                  f"in {plural(result.batches, 'batch', 'batches')}; report: {report}")
     if result.failed_rows:
         raise SystemExit(1)
 
@@ -657,8 +658,6 @@ def main() -> None:
     # MLflow's per-artifact progress bars and INFO lines drown the command's own report.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    # Radar's pyfunc predict is untyped on purpose (its schema comes from the signature).
-    warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
     # pandera imports PySpark's pandas layer when PySpark is installed; its version notice
     # says nothing about Radar's input and would sit above every error message.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support", category=FutureWarning)

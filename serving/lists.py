@@ -40,6 +40,7 @@ from features.atomic import atomic_path, write_csv
 from features.contract import DEAL_STAGES, CRMData
 from features.pipeline import OPEN_DEAL_ID, build_features
 from radar.config import ListSettings, Settings
+from serving.figures import tidy_figures
 from serving.scoring import Champion, eligible, score_target
 from training.labels import paid_orders
 
@@ -347,8 +348,8 @@ def _finish(
     frame = frame.sort_values(["expected_value", "person_id"], ascending=[False, True], na_position="last", kind="stable")
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     frame["probability"] = frame["probability"].astype(float)
-    frame["expected_value"] = frame["expected_value"].astype(float).round(2)
-    return frame.reset_index(drop=True)
+    frame["expected_value"] = frame["expected_value"].astype(float)
+    return tidy_figures(frame.reset_index(drop=True))
 
 
 def apply_filters(frame: pd.DataFrame, filters: ListFilters) -> pd.DataFrame:

@@ -23,6 +23,7 @@ import pandas as pd
 from features.contract import CRMData
 from features.pipeline import build_features
 from radar.config import MonitoringConfig, Settings
+from radar.text import plural
 from serving.feature_store import FeatureStore
 from serving.scoring import Champion, eligible
 from training.drift import LEVELS, Comparison, Level, NoProfile, compare, judge, profile_of, worst_level
@@ -152,7 +153,7 @@ def _feature_rows(t: TargetDrift, top: int) -> list[list[str]]:
 def _thresholds(config: MonitoringConfig) -> str:
     return (f"PSI warn {config.psi_warn}, alert {config.psi_alert}; missing share change warn "
             f"{config.missing_share_warn:.0%}, alert {config.missing_share_alert:.0%}; judged from "
-            f"{config.min_rows} rows; exit {EXIT_DRIFT} at {config.fail_on}")
+            f"{plural(config.min_rows, 'row')}; exit {EXIT_DRIFT} at {config.fail_on}")
 
 
 def render_markdown(report: DriftReport, top: int = 15) -> str:
@@ -178,7 +179,7 @@ def render_markdown(report: DriftReport, top: int = 15) -> str:
             f"## {name}: {t.level}",
             "",
             f"Champion v{t.version}; training profile of the snapshot as of {t.reference_as_of} "
-            f"({t.comparison.n_reference:,} rows) against {t.comparison.n_now:,} rows today. "
+            f"({plural(t.comparison.n_reference, 'row')}) against {plural(t.comparison.n_now, 'row')} today. "
             f"Score PSI {t.comparison.score_psi:.3f} ({t.comparison.score_moved}).",
             *([f"", f"Note: {t.note}"] if t.note else []),
             "",
@@ -210,8 +211,8 @@ def render_html(report: DriftReport, top: int = 15) -> str:
         parts += [
             f"<h2>{escape(name)}: {escape(t.level)}</h2>",
             f"<p>Champion v{escape(t.version)}; training profile of the snapshot as of "
-            f"{escape(str(t.reference_as_of))} ({t.comparison.n_reference:,} rows) against "
-            f"{t.comparison.n_now:,} rows today. Score PSI {t.comparison.score_psi:.3f} "
+            f"{escape(str(t.reference_as_of))} ({plural(t.comparison.n_reference, 'row')}) against "
+            f"{plural(t.comparison.n_now, 'row')} today. Score PSI {t.comparison.score_psi:.3f} "
             f"({escape(t.comparison.score_moved)}).</p>",
             f"<p>Note: {escape(t.note)}</p>" if t.note else "",
             table(FEATURE_HEADER, _feature_rows(t, top), 4),

@@ -30,6 +30,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E40
 from matplotlib.figure import Figure  # noqa: E402
 
 from features.atomic import write_text  # noqa: E402
+from radar.text import plural  # noqa: E402
 from serving.kpis import LTV_CAC_TARGET, Kpis  # noqa: E402
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -314,6 +315,7 @@ def _charts(kpis: Kpis) -> dict[str, str]:
 def render_html(kpis: Kpis, model_health: Sequence[TargetHealth]) -> str:
     """The report as one HTML string (no file, no network)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    env.filters["plural"] = plural  # {{ n|plural("row") }}: "1 row", "12 rows"
     churn = kpis.churn.assign(month=[f"{pd.Timestamp(m):%Y-%m}" for m in kpis.churn.index])
     return env.get_template(TEMPLATE).render(
         as_of=f"{kpis.as_of:%Y-%m-%d}",

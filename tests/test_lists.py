@@ -356,3 +356,39 @@ def test_lists_without_a_champion_are_empty_with_their_columns(data: CRMData, se
     # Failed payments are facts from the orders table: still listed, ranked by amount unknown.
     assert _people(empty["failed_payments"]) == {"f1", "f6"}
     assert "next_category" in empty["likely_buyers"].columns
+
+
+def _rounded_like(values: pd.Series, kind: str) -> bool:
+    """Whether every present value already has the precision a list shows for its kind."""
+    present = values.dropna().astype(float)
+    if kind == "probability":
+        return all(float(f"{v:.4g}") == v for v in present)
+    decimals = {"days": 1, "count": 0, "percentile": 1, "money": 2}[kind]
+    return bool((present.round(decimals) == present).all())
+
+
+def test_list_figures_are_rounded_for_people(
+    lists: dict[str, pd.DataFrame], data: CRMData, settings: Settings, tmp_path: Path
+) -> None:
+    from serving.figures import figure_kind
+
+    leads = lists["leads_to_call"].set_index("person_id")
+    raw = build_features(data, AS_OF, settings.features).loc[leads.index, "lead_age_days"]
+    # The features keep the full precision (a lead 20.2098... days old); the list shows 20.2.
+    assert (raw != raw.round(1)).any()
+    assert leads["lead_age_days"].tolist() == raw.round(1).tolist()
+    checked = set()
+    for name, frame in lists.items():
+        for column in frame.columns:
+            if pd.api.types.is_float_dtype(frame[column].dtype) or str(frame[column].dtype) == "Int64":
+                kind = figure_kind(column)
+                assert _rounded_like(frame[column], kind), (name, column)
+                checked.add(kind)
+    assert {"probability", "days", "money", "count"} <= checked
+    assert str(lists["failed_payments"]["n_recent_failed_payments"].dtype) == "Int64"
+    # Written out, no figure carries float noise such as 0.30000000000000004.
+    write_lists(lists, tmp_path / "out")
+    for name in LIST_NAMES:
+        text = (tmp_path / "out" / f"{name}.csv").read_text(encoding="utf-8")
+        assert not any(len(token.split(".")[-1]) > 8 for token in text.replace("\n", ",").split(",")
+                       if token.replace(".", "", 1).replace("-", "", 1).isdigit()), name

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from radar.config import MonitoringConfig
+from radar.text import plural
 
 #: Proportions are floored at this before taking logs: an empty bin on one side then adds
 #: about p * ln(p / 1e-4), e.g. 0.31 for a category that is new in 5 % of rows.
@@ -280,7 +281,7 @@ def judge(comparison: Comparison, config: MonitoringConfig) -> tuple[Level, pd.D
     small = min(comparison.n_now, comparison.n_reference)
     if small < config.min_rows:
         return "ok", table, (
-            f"only {small} rows (monitoring.min_rows is {config.min_rows}): figures shown, not judged "
+            f"only {plural(small, 'row')} (monitoring.min_rows is {config.min_rows}): figures shown, not judged "
             f"(would be {worst})"
         )
     return worst, table, ""

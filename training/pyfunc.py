@@ -4,6 +4,10 @@ The bundle is written with joblib as the model's ``bundle`` artifact rather than
 the pickled PythonModel: the pickled wrapper stays a few bytes, and the bundle file can be
 read back (and its size seen) without going through pyfunc. Loading needs the ``radar``
 package importable, because the bundle refers to Radar's model classes by module path.
+
+The wrapper is logged as code (:data:`MODEL_CODE`, MLflow's "models from code"), not as a
+pickled object: what MLflow stores is a short file naming :class:`RadarPyfunc`, so loading
+a model runs Radar's installed code rather than unpickling a Python object.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from training.bundle import TargetBundle
 
 BUNDLE_ARTIFACT = "bundle"
 BUNDLE_FILE = "bundle.joblib"
+#: The file MLflow logs as the model's code (it calls ``set_model(RadarPyfunc())``).
+MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")
 
 #: Distributions a loaded bundle needs. Pinned from this environment so MLflow does not
 #: have to infer them, which would load the model in a subprocess for every log_model.
@@ -35,9 +41,9 @@ class RadarPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         self.bundle: TargetBundle = joblib.load(context.artifacts[BUNDLE_ARTIFACT])
 
-    # No type hints on purpose: MLflow 3 reads predict's hints to derive or check a schema;
-    # the signature logged with the model is meant to be the one contract.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # A DataFrame hint is one MLflow 3 neither derives a schema from nor checks input
+    # against: the signature logged with the model stays the one contract.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Model-level outputs of the bundle for a frame of features (see TargetBundle)."""
         return self.bundle.predict(model_input)
 

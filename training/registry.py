@@ -40,7 +40,7 @@ from training.gate import CHAMPION as CHAMPION_CONTENDER
 from training.gate import GateDecision, Outcomes, decide
 from training.pyfunc import (
     BUNDLE_ARTIFACT,
-    RadarPyfunc,
+    MODEL_CODE,
     bundle_signature,
     pip_requirements,
     save_bundle,
@@ -168,7 +168,7 @@ def log_target(
         with tempfile.TemporaryDirectory() as folder:
             logged = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
-                python_model=RadarPyfunc(),
+                python_model=str(MODEL_CODE),
                 artifacts={BUNDLE_ARTIFACT: str(save_bundle(bundle, Path(folder)))},
                 signature=bundle_signature(bundle, example),
                 input_example=example,
