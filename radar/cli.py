@@ -324,16 +324,18 @@ def score(
         raise typer.BadParameter("--engine spark scores a CRM folder, not a flat --table")
 
     from serving.export import write_scores
+    from serving.history import record_scores
 
     settings = load_settings()
     if table is not None:
         from training.flat import score_flat
-        from training.registry import load_bundle
+        from training.registry import load_bundle_with_info
 
         if not model:
             raise typer.BadParameter("--table needs --model NAME")
-        bundle = load_bundle(model, alias, tracking_uri=settings.tracking_uri)
-        scores = score_flat(bundle, table, id_column, settings.scoring)
+        bundle, info = load_bundle_with_info(model, alias, tracking_uri=settings.tracking_uri)
+        scores = score_flat(bundle, table, id_column, settings.scoring).assign(model_version=str(info.version))
+        scores = record_scores(scores, date.today(), settings, key=str(scores.columns[0]), target=model)
     elif data_dir is not None:
         from serving.scoring import load_champions, score_people
         from training.datasets import data_span
@@ -352,6 +354,7 @@ def score(
         # One cell of plain sentences for CRMs and spreadsheets; the structured list stays
         # in the API's answers.
         scores = scores.drop(columns=["reasons"], errors="ignore")
+        scores = record_scores(scores, moment.date(), settings)
     else:
         raise typer.BadParameter("give a CRM folder, or --table FILE --model NAME")
     write_scores(scores, out)

@@ -97,6 +97,10 @@ class ScoringConfig(BaseModel):
     grade_a_min_percentile: float = Field(90.0, ge=0, le=100)
     grade_b_min_percentile: float = Field(70.0, ge=0, le=100)
     grade_c_min_percentile: float = Field(40.0, ge=0, le=100)
+    # A score that moved by at least this many points (0-100) since the previous recorded
+    # score is "improving" or "declining"; less is "steady", so that the small wobble of a
+    # monthly feature update does not read as a trend.
+    trend_min_change: float = Field(5.0, ge=0)
 
 
 class ListSettings(BaseModel):
@@ -134,6 +138,9 @@ class ServingConfig(BaseModel):
     # is Python-bound under the GIL, so one worker uses one core; one per core is the
     # measured best on the benchmark machine (docs/benchmarks.md).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # SQLAlchemy URL of the shared store (score history; PostgreSQL lets several scoring
+    # servers share one). None: SQLite files in the work dir.
+    store_url: str | None = None
 
 
 class MonitoringConfig(BaseModel):

@@ -25,11 +25,13 @@ from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
 from serving.feature_store import FeatureStore, UnknownDay
+from serving.history import TREND_COLUMNS, ScoreHistory, answer_trends
 from serving.model_store import LoadedModels
 from serving.scoring import ValueBasis
 from serving.schemas import (
     BatchRequest,
     BatchResponse,
+    HistoryResponse,
     ModelsResponse,
     PersonHistory,
     PersonRequest,
@@ -71,8 +73,22 @@ class _Job:
 class ScoringApp:
     """Scores people with loaded champions; knows nothing of HTTP."""
 
-    def __init__(self, settings: Settings, models: LoadedModels, store: FeatureStore | None) -> None:
-        self.settings, self.models, self.store = settings, models, store
+    def __init__(self, settings: Settings, models: LoadedModels, store: FeatureStore | None,
+                 history: ScoreHistory | None = None) -> None:
+        self.settings, self.models, self.store, self.history = settings, models, store, history
+
+    def score_history(self, person_id: str, target: str | None = None) -> HistoryResponse:
+        """Every recorded score of one person (optionally one target), oldest first."""
+        if self.history is None:
+            raise ApiError(404, "no score history: `radar score` records one", field="person_id")
+        if target is not None and target not in TARGETS:
+            raise ApiError(422, f"unknown target {target!r}; known: {', '.join(TARGETS)}", field="target")
+        points = self.history.series([person_id], target)
+        points = points[points["target"].isin(TARGETS)]
+        if not len(points):
+            raise ApiError(404, f"no recorded scores for person_id {redact(person_id)!r}", field="person_id")
+        records = [r | {"deal_id": r["deal_id"] or None} for r in points.to_dict(orient="records")]
+        return HistoryResponse(person_id=person_id, target=target, points=records)
 
     def model_list(self) -> ModelsResponse:
         infos = [self.models.infos[t] for t in TARGETS if t in self.models.infos]
@@ -147,6 +163,7 @@ class ScoringApp:
                 continue
             columns = scoring.target_answers(target, champion, rows.take(np.flatnonzero(applies)), as_of,
                                              self.settings, basis, top_k or None)
+            columns = answer_trends(self.history, columns, target, as_of.date(), self.settings.scoring.trend_min_change)
             for record in _records(columns):
                 by_person[record.pop("person_id")].append(record)
         return by_person
@@ -180,7 +197,7 @@ class ScoringApp:
 def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
     """Score-table columns as one JSON-ready record per row: NaN becomes null, numbers
     plain Python numbers, the deal id text."""
-    names = [c for c in (*scoring.SCORE_COLUMNS, "reasons") if c in columns]
+    names = [c for c in (*scoring.SCORE_COLUMNS, *TREND_COLUMNS, "reasons") if c in columns]
     values = [_json_column(name, columns[name]) for name in names]
     return [dict(zip(names, row)) for row in zip(*values)]
 
@@ -246,4 +263,5 @@ def build_app(settings: Settings, source: str = "auto") -> ScoringApp:
     from serving.feature_store import default_store_path
     from serving.model_store import load_models
 
-    return ScoringApp(settings, load_models(settings, source), FeatureStore(default_store_path(settings)))
+    return ScoringApp(settings, load_models(settings, source), FeatureStore(default_store_path(settings)),
+                      ScoreHistory.of(settings))

@@ -10,7 +10,7 @@ Numbers are strict (``false`` or ``"12"`` is no amount) and times are ISO 8601 t
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, model_validator
@@ -205,6 +205,11 @@ class TargetScore(BaseModel):
     dominant_risk: Optional[Literal["indifference", "service"]] = None
     model_version: str
     as_of: datetime
+    previous_score: Optional[int] = Field(None, description="The latest recorded score before this day (score history).")
+    score_change: Optional[int] = Field(None, description="score - previous_score.")
+    trend: Optional[Literal["improving", "steady", "declining", "new"]] = Field(
+        None, description="improving / declining: moved by at least scoring.trend_min_change points; new: no earlier score."
+    )
     reasons: list[Reason] = Field(default_factory=list)
 
 
@@ -220,6 +225,21 @@ class PersonScores(BaseModel):
 
 class BatchResponse(BaseModel):
     results: list[PersonScores]
+
+
+class HistoryPoint(BaseModel):
+    day: date
+    target: Target
+    deal_id: Optional[str] = None
+    model_version: str
+    probability: float
+    score: int
+
+
+class HistoryResponse(BaseModel):
+    person_id: str
+    target: Optional[Target] = None
+    points: list[HistoryPoint]
 
 
 class ModelInfo(BaseModel):

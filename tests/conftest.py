@@ -20,9 +20,16 @@ from training.pipeline import train_all
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, CRMData, pd.Timestamp]:
+def world_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The raw CRM folder the shared world is trained on (read it, never write to it)."""
     world = tmp_path_factory.mktemp("world") / "crm"
     generate_world(n_customers=3000, seed=11, out_dir=world)
+    return world
+
+
+@pytest.fixture(scope="session")
+def trained(world_dir, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, CRMData, pd.Timestamp]:
+    world = world_dir
     work = tmp_path_factory.mktemp("radar")
     settings = Settings(work_dir=work, mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     train_all(world, settings)

@@ -1,0 +1,199 @@
+"""Score history: each person's score per target, day after day, and its trend.
+
+Every ``radar score`` records what it wrote: per person (and per deal for
+``time_to_close``), target and day, the model version, probability and 0-100 score. A
+re-run on the same day replaces that day's points. Score files and API answers then carry
+``previous_score`` (the latest recorded score *before* the day being scored),
+``score_change`` and ``trend``:
+
+* ``improving``: the score rose by at least ``scoring.trend_min_change`` points;
+* ``declining``: it fell by at least that much;
+* ``steady``: it moved less;
+* ``new``: no earlier score was recorded for this person and target.
+
+The store is a SQLAlchemy database: a SQLite file in the work dir by default, or the
+``serving.store_url`` database (PostgreSQL, so that several scoring servers share one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from radar.config import Settings
+
+HISTORY_FILE = "score_history.sqlite"
+TREND_COLUMNS: tuple[str, ...] = ("previous_score", "score_change", "trend")
+#: Who a point belongs to: the person, and the deal for per-deal targets ("" otherwise).
+KEY_COLUMNS: tuple[str, ...] = ("person_id", "target", "deal_id")
+
+_metadata = sa.MetaData()
+POINTS = sa.Table(
+    "score_history",
+    _metadata,
+    sa.Column("person_id", sa.String, primary_key=True),
+    sa.Column("target", sa.String, primary_key=True),
+    sa.Column("deal_id", sa.String, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("model_version", sa.String, nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+)
+
+
+def history_url(settings: Settings) -> str:
+    """The history database: ``serving.store_url`` when set, else a SQLite file in the work dir."""
+    if settings.serving.store_url:
+        return settings.serving.store_url
+    return f"sqlite:///{(Path(settings.work_dir) / HISTORY_FILE).resolve()}"
+
+
+def trend_of(change: pd.Series, min_change: float) -> pd.Series:
+    """``improving`` / ``steady`` / ``declining`` from a score change, ``new`` where there
+    was no earlier score (a missing change)."""
+    values = np.select(
+        [change.isna(), change >= min_change, change <= -min_change],
+        ["new", "improving", "declining"],
+        "steady",
+    )
+    return pd.Series(values, index=change.index, dtype=object)
+
+
+class ScoreHistory:
+    """Reads and writes score points; one instance per process is enough."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(url)
+        _metadata.create_all(self.engine, checkfirst=True)
+
+    @classmethod
+    def of(cls, settings: Settings) -> "ScoreHistory":
+        return cls(history_url(settings))
+
+    def record(self, scores: pd.DataFrame, day: date) -> int:
+        """Store the scores of one day (replacing that day's points for the same keys)."""
+        points = _points(scores, day)
+        if not len(points):
+            return 0
+        records = points.to_dict(orient="records")
+        with self.engine.begin() as conn:
+            conn.execute(_upsert(self.engine.dialect.name), records)
+        return len(records)
+
+    def previous(self, keys: pd.DataFrame, day: date) -> pd.Series:
+        """The latest score before ``day`` for each row of ``keys`` (person_id, target,
+        deal_id), aligned with ``keys``; missing where none was recorded."""
+        if not len(keys):
+            return pd.Series(dtype=float, index=keys.index)
+        wanted = _key_frame(keys)
+        latest = (
+            sa.select(POINTS.c.person_id, POINTS.c.target, POINTS.c.deal_id, sa.func.max(POINTS.c.day).label("day"))
+            .where(POINTS.c.day < day, POINTS.c.target.in_(wanted["target"].unique().tolist()))
+            .group_by(POINTS.c.person_id, POINTS.c.target, POINTS.c.deal_id)
+            .subquery()
+        )
+        query = sa.select(POINTS.c.person_id, POINTS.c.target, POINTS.c.deal_id, POINTS.c.score).join(
+            latest,
+            sa.and_(*(POINTS.c[k] == latest.c[k] for k in (*KEY_COLUMNS, "day"))),
+        )
+        people = wanted["person_id"].unique().tolist()
+        if len(people) <= 1000:  # one person's API call should not read everyone's history
+            query = query.where(POINTS.c.person_id.in_(people))
+        with self.engine.connect() as conn:
+            found = pd.DataFrame(conn.execute(query).fetchall(), columns=[*KEY_COLUMNS, "score"])
+        merged = wanted.merge(found, on=list(KEY_COLUMNS), how="left")
+        return pd.Series(merged["score"].to_numpy(dtype=float), index=keys.index, name="previous_score")
+
+    def series(self, person_ids: Iterable[str], target: str | None = None) -> pd.DataFrame:
+        """Every recorded point of these people (optionally one target), oldest first."""
+        query = sa.select(POINTS).where(POINTS.c.person_id.in_(list(person_ids)))
+        if target is not None:
+            query = query.where(POINTS.c.target == target)
+        query = query.order_by(POINTS.c.target, POINTS.c.deal_id, POINTS.c.day)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).fetchall()
+        return pd.DataFrame(rows, columns=[c.name for c in POINTS.columns])
+
+    def annotate(self, scores: pd.DataFrame, day: date, min_change: float) -> pd.DataFrame:
+        """``scores`` with ``previous_score``, ``score_change`` and ``trend`` added."""
+        out = scores.copy()
+        previous = self.previous(out, day)
+        out["previous_score"] = previous.astype("Int64")
+        out["score_change"] = (pd.to_numeric(out["score"]) - previous).astype("Int64")
+        out["trend"] = trend_of(out["score_change"].astype(float), min_change)
+        return out
+
+
+def _upsert(dialect: str) -> Any:
+    """INSERT that replaces the point of the same key and day (SQLite and PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise ValueError(f"score history needs SQLite or PostgreSQL, not {dialect}")
+    statement = insert(POINTS)
+    return statement.on_conflict_do_update(
+        index_elements=[*KEY_COLUMNS, "day"],
+        set_={name: statement.excluded[name] for name in ("model_version", "probability", "score")},
+    )
+
+
+def _key_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    deal = frame["deal_id"] if "deal_id" in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    return pd.DataFrame({
+        "person_id": frame["person_id"].astype(str).to_numpy(),
+        "target": frame["target"].astype(str).to_numpy(),
+        "deal_id": deal.astype(object).where(deal.notna(), "").astype(str).to_numpy(),
+    })
+
+
+def _points(scores: pd.DataFrame, day: date) -> pd.DataFrame:
+    if not len(scores):
+        return pd.DataFrame(columns=[c.name for c in POINTS.columns])
+    points = _key_frame(scores)
+    points["day"] = day
+    points["model_version"] = scores["model_version"].astype(str).to_numpy()
+    points["probability"] = pd.to_numeric(scores["probability"]).to_numpy(dtype=float)
+    points["score"] = pd.to_numeric(scores["score"]).to_numpy(dtype=int)
+    return points.drop_duplicates(list(KEY_COLUMNS), keep="last")
+
+
+def record_scores(scores: pd.DataFrame, day: date, settings: Settings, key: str = "person_id",
+                  target: str | None = None) -> pd.DataFrame:
+    """``scores`` (a score file's rows) with the trend columns, recorded as the points of
+    ``day``. ``key`` names the id column; ``target`` is given for flat tables, which have
+    no target column."""
+    history = ScoreHistory.of(settings)
+    keyed = scores.assign(person_id=scores[key].astype(str), **({"target": target} if target else {}))
+    annotated = history.annotate(keyed, day, settings.scoring.trend_min_change)
+    history.record(keyed, day)
+    return scores.assign(**{c: annotated[c] for c in TREND_COLUMNS})
+
+
+def answer_trends(history: ScoreHistory | None, columns: dict[str, Any], target: str, day: date,
+                  min_change: float) -> dict[str, Any]:
+    """One target's API answer columns (``serving.scoring.target_answers``) with the trend
+    columns added; unchanged when there is no history store."""
+    if history is None or not len(columns.get("person_id", [])):
+        return columns
+    frame = pd.DataFrame({
+        "person_id": list(columns["person_id"]),
+        "target": target,
+        "deal_id": list(columns["deal_id"]) if "deal_id" in columns else None,
+        "score": list(columns["score"]),
+    })
+    annotated = history.annotate(frame, day, min_change)
+    return columns | {
+        "previous_score": [None if pd.isna(v) else int(v) for v in annotated["previous_score"]],
+        "score_change": [None if pd.isna(v) else int(v) for v in annotated["score_change"]],
+        "trend": annotated["trend"].tolist(),
+    }
