@@ -150,6 +150,11 @@ def _document_operation(path: str, method: str, operation: dict[str, Any], schem
     if path in SCORING_ROUTES:
         add(404)
         add(422)
+    if path == "/history":
+        add(404)
+        # FastAPI's own 422: an empty person_id or a target that is not one of Radar's.
+        responses["422"] = {"description": "An empty person_id or an unknown target.", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
     if path == "/lists":
         add(404)
         # Non-empty text (empty is refused: leave a parameter out to mean any); a filter may

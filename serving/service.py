@@ -25,7 +25,7 @@ from serving.monitor import publish_store_drift
 from serving.media import JsonBodyMiddleware
 from serving.openapi import OpenApiMiddleware
 from serving.limits import LimitsMiddleware
-from serving.schemas import BatchRequest, BatchResponse, HistoryResponse, ModelsResponse, PersonScores, ScoreRequest
+from serving.schemas import BatchRequest, BatchResponse, HistoryResponse, ModelsResponse, PersonScores, ScoreRequest, Target
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Radar:
         return self._answer(lambda app: app.model_list())  # type: ignore[return-value]
 
     @web.get("/history", response_model=HistoryResponse)
-    def history(self, person_id: str, target: str | None = None) -> HistoryResponse:
+    def history(self, person_id: str = Query(..., min_length=1), target: Target | None = None) -> HistoryResponse:
         """One person's recorded scores, oldest first (every `radar score` records them)."""
         return self._answer(lambda app: app.score_history(person_id, target))  # type: ignore[return-value]
 

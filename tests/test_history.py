@@ -105,4 +105,4 @@ def test_two_score_runs_on_different_days_give_the_trend_in_the_file_the_api_and
         assert [p["score"] for p in answer.json()["points"]] == [int(person["score_before"]), int(person["score"])]
         assert client.get("/history", params={"person_id": "nobody"}).status_code == 404
         wrong = client.get("/history", params={"person_id": person["person_id"], "target": "nope"})
-        assert wrong.status_code == 422 and wrong.json()["field"] == "target"
+        assert wrong.status_code == 422 and "target" in wrong.text
