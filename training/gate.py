@@ -123,41 +123,57 @@ class GateDecision:
 # --- metrics under bootstrap weights ------------------------------------------------------
 
 
+def _ranking(score: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A contender's rows in score order, the truth in that order, and where each run of
+    tied scores starts: sorted once, reused under every resample."""
+    order = np.argsort(score, kind="stable")
+    ranked = score[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ranked)) + 1]
+    return order, y[order].astype(np.float32), starts
+
+
+def _auc_under(ranking: tuple[np.ndarray, np.ndarray, np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """AUC under each column of ``weights`` (rows x rounds), ties counted half. Rows lead
+    the layout so that every sum runs over whole rows, many rounds at once."""
+    order, truth, starts = ranking
+    w = weights[order]
+    pos = np.add.reduceat(w * truth[:, None], starts, axis=0, dtype=np.float64)
+    neg = np.add.reduceat(w, starts, axis=0, dtype=np.float64) - pos
+    below = np.cumsum(neg, axis=0) - neg
+    pairs = pos.sum(axis=0) * neg.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=0) / pairs, np.nan)
+
+
 def _weighted_auc(score: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """AUC of ``score`` under each row of ``weights`` (rounds x rows), ties counted half."""
-    order = np.argsort(score, kind="stable")
-    ranked, truth = score[order], y[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(ranked)) + 1]
-    w = weights[:, order]
-    pos = np.add.reduceat(w * truth, starts, axis=1)
-    neg = np.add.reduceat(w * (1.0 - truth), starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    pairs = pos.sum(axis=1) * neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, np.nan)
+    return _auc_under(_ranking(np.asarray(score, dtype=float), np.asarray(y, dtype=float)), np.asarray(weights).T)
 
 
 def _binary_samples(y: np.ndarray, predictions: Mapping[str, np.ndarray], rounds: int, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Brier and AUC of every contender under the same Poisson bootstrap weights."""
     y = np.asarray(y, dtype=float)
-    out = {name: {"brier": [], "auc": []} for name in predictions}
+    probabilities = {name: np.asarray(p, dtype=float) for name, p in predictions.items()}
+    squared = {name: ((p - y) ** 2).astype(np.float32) for name, p in probabilities.items()}
+    rankings = {name: _ranking(p, y) for name, p in probabilities.items()}
+    out: dict[str, dict[str, list[np.ndarray]]] = {name: {"brier": [], "auc": []} for name in predictions}
     for weights in _poisson_blocks(len(y), rounds, seed):
-        total = weights.sum(axis=1)
-        for name, p in predictions.items():
-            p = np.asarray(p, dtype=float)
-            out[name]["brier"].append((weights @ (p - y) ** 2) / np.maximum(total, 1))
-            out[name]["auc"].append(_weighted_auc(p, y, weights))
+        total = np.maximum(weights.sum(axis=0, dtype=np.float64), 1)
+        for name in predictions:
+            out[name]["brier"].append((squared[name] @ weights) / total)
+            out[name]["auc"].append(_auc_under(rankings[name], weights))
     return {name: {k: np.concatenate(v) for k, v in m.items()} for name, m in out.items()}
 
 
 def _poisson_blocks(n: int, rounds: int, seed: int) -> Iterator[np.ndarray]:
-    """Poisson(1) weights per row, the bootstrap's large-sample form, in bounded blocks."""
+    """Poisson(1) weights per row, the bootstrap's large-sample form, in bounded blocks of
+    rows x rounds."""
     rng = np.random.default_rng(seed)
     block = max(1, BLOCK_CELLS // max(n, 1))
     done = 0
     while done < rounds:
         size = min(block, rounds - done)
-        yield rng.poisson(1.0, size=(size, n)).astype(float)
+        yield rng.poisson(1.0, size=(n, size)).astype(np.float32)
         done += size
 
 
@@ -259,11 +275,25 @@ def _binary_samples_exact(y: np.ndarray, predictions: Mapping[str, np.ndarray], 
 
 def calibration_noise(probabilities: np.ndarray, confidence: float, seed: int, draws: int = CALIBRATION_DRAWS) -> float:
     """The ``confidence`` quantile of the ECE a perfectly calibrated model shows on rows of
-    this size and these probabilities: outcomes drawn from the probabilities themselves."""
+    this size and these probabilities: outcomes drawn from the probabilities themselves.
+
+    The same equal-count bins as ``training.metrics.expected_calibration_error``, built
+    once: the probabilities do not change between draws, only the outcomes do."""
     p = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    order = np.argsort(p, kind="stable")
+    chunks = [c for c in np.array_split(order, 10) if len(c)]
+    starts = np.cumsum([0, *(len(c) for c in chunks[:-1])])
+    sizes = np.array([len(c) for c in chunks], dtype=float)
+    ranked = p[order]
+    mean_p = np.add.reduceat(ranked, starts) / sizes
     rng = np.random.default_rng(seed)
-    eces = [expected_calibration_error(rng.random(len(p)) < p, p) for _ in range(draws)]
-    return float(np.quantile(eces, confidence))
+    block = max(1, BLOCK_CELLS // max(len(p), 1))
+    eces: list[np.ndarray] = []
+    for done in range(0, draws, block):
+        outcomes = rng.random((min(block, draws - done), len(p))) < ranked
+        mean_y = np.add.reduceat(outcomes, starts, axis=1, dtype=np.float64) / sizes
+        eces.append((np.abs(mean_p - mean_y) * sizes).sum(axis=1) / len(p))
+    return float(np.quantile(np.concatenate(eces), confidence))
 
 
 def check_calibration(
