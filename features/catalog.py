@@ -160,6 +160,33 @@ def _ordinal(names: tuple[str, ...], template: str, missing: str) -> Render:
     return render
 
 
+#: How each kind of e-mail and phone (features.contact) reads in a reason.
+EMAIL_PHRASES: dict[str, str] = {
+    "company": "uses a company e-mail address",
+    "webmail": "uses a free webmail address",
+    "disposable": "gave a disposable (throwaway) e-mail address",
+    "invalid": "gave an e-mail address that is not valid",
+}
+PHONE_PHRASES: dict[str, str] = {
+    "mobile": "gave a mobile number",
+    "fixed_line": "gave a landline number",
+    "fixed_line_or_mobile": "gave a valid phone number",
+    "other": "gave a toll-free, VoIP or other special number",
+    "invalid": "gave a phone number that is not valid",
+}
+
+
+def _phrase_of(phrases: dict[str, str], missing: str, label: str) -> Render:
+    """A category with a sentence per value (``label: value`` for a value it does not know)."""
+
+    def render(value: object, groups: dict[str, str], row: Row) -> str:
+        if _missing(value):
+            return missing
+        return phrases.get(str(value), f"{label}: {value}")
+
+    return render
+
+
 def _attribute(value: object, groups: dict[str, str], row: Row) -> str:
     label = groups["attribute"].replace("_", " ")
     if _missing(value):
@@ -288,6 +315,12 @@ CATALOG: tuple[Entry, ...] = (
     Entry("n_deals_won", "deals won before", _counted("no deals won", "won 1 deal", "won {n} deals")),
     Entry("n_deals_lost", "deals lost before", _counted("no deals lost", "lost 1 deal", "lost {n} deals")),
     Entry("won_deals_amount", "amount of deals won", _measured("won deals worth {value}", "no deals won")),
+    # contact-data quality of the earliest lead that has it (features.contact)
+    Entry("lead_email_kind", "kind of e-mail address: company domain, free webmail, disposable or invalid",
+          _phrase_of(EMAIL_PHRASES, "gave no e-mail address", "e-mail")),
+    Entry("lead_phone_kind", "kind of phone number: mobile, landline, either (plans that do not tell), "
+          "other (toll-free, VoIP…) or invalid", _phrase_of(PHONE_PHRASES, "gave no phone number", "phone")),
+    Entry("lead_has_name", "1 if the lead gave a name", _yes_no("gave their name", "gave no name")),
     # lead attributes: any other lead_ column (country, industry, company_size…)
     Entry(r"lead_(?P<attribute>.+)", "attribute of the earliest lead that has it", _attribute),
 )

@@ -66,6 +66,10 @@ LEAD_WON_STATUSES: tuple[str, ...] = ("customer", "won")
 LEAD_LOST_STATUSES: tuple[str, ...] = ("lost",)
 #: Open deal stages in the order a deal moves through them.
 DEAL_STAGES: tuple[str, ...] = ("qualification", "discovery", "proposal", "negotiation")
+#: Lead columns Radar derives from each lead's own contact fields when the leads are loaded
+#: (the kind of e-mail and phone, whether a name was given: see features.contact). An input
+#: column with one of these names is not kept.
+LEAD_CONTACT_COLUMNS: tuple[str, ...] = ("email_kind", "phone_kind", "has_name")
 #: Customer journey stages, in order.
 JOURNEY_STAGES: tuple[str, ...] = ("need", "search", "evaluation", "decision", "use")
 

@@ -31,6 +31,7 @@ from features.contract import (
 )
 from features.grouped import earliest
 from features.grouped import rows as _all_or_mask
+from features.mapping import normalise_label
 from features.privacy import PERSONAL_COLUMNS
 from features.windows import NAT, column_ns
 
@@ -124,11 +125,13 @@ def lead_attribute_columns(leads: pd.DataFrame | None) -> list[str]:
     """
     if leads is None:
         return []
-    skip = set(LEADS.names) | set(PERSON_KEYS) | set(PERSONAL_COLUMNS) | {PERSON_COLUMN}
+    skip = set(LEADS.names) | set(PERSON_KEYS) | {PERSON_COLUMN}
     return sorted(
         str(c)
         for c in leads.columns
-        if c not in skip and not pd.api.types.is_datetime64_any_dtype(leads[c])
+        # Personal columns by their normalised label too: a "First Name" header is a name.
+        if c not in skip and normalise_label(str(c)) not in PERSONAL_COLUMNS
+        and not pd.api.types.is_datetime64_any_dtype(leads[c])
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.atomic import write_csv, write_parquet, write_text
+from features.contact import add_contact_quality
 from features.contract import TABLES, CRMData
 from features.errors import RadarInputError
 from features.identity import PERSON_TABLES, IdentityReport, unify
@@ -240,7 +241,11 @@ def load_crm(
     tables = {name: table.data for name, table in validated.items()}
     region = mapping.default_phone_region or settings.identity.default_phone_region
     tables, identity = unify(tables, settings.identity, region)
-    tables = _hash_columns(_to_text(tables), mapping, secret)
+    tables = _to_text(tables)
+    if "leads" in tables:
+        # From the linked e-mails and phones (E.164 where valid), before any is hashed.
+        tables["leads"] = add_contact_quality(tables["leads"])
+    tables = _hash_columns(tables, mapping, secret)
     parts = [t.rejects for t in validated.values() if not t.rejects.empty]
     rejects = pd.concat(parts, ignore_index=True) if parts else empty_rejects()
     report = IngestReport(

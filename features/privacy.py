@@ -6,7 +6,11 @@ import hashlib
 import hmac
 import re
 
-PERSONAL_COLUMNS: tuple[str, ...] = ("email", "phone", "name", "first_name", "last_name")
+#: Columns holding personal data, as normalised labels (``"First Name"`` → ``first_name``).
+PERSONAL_COLUMNS: tuple[str, ...] = (
+    "email", "phone", "name", "first_name", "last_name", "full_name", "given_name", "family_name",
+    "surname", "contact_name", "lead_name", "firstname", "lastname", "fullname",
+)
 _PHONE_LIKE = re.compile(r"[+\d\s\-./()]+")
 
 

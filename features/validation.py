@@ -19,7 +19,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from features.contract import PERSON_KEYS, TABLES, Column, TableSpec
+from features.contract import LEAD_CONTACT_COLUMNS, PERSON_KEYS, TABLES, Column, TableSpec
 from features.errors import RadarInputError
 from features.io import RawTable
 from features.mapping import Mapping, TableMapping, normalise_label
@@ -40,7 +40,7 @@ MAX_CELL_CHARS = 10_000
 # Raw values longer than this are shortened in the rejects' raw JSON.
 RAW_CHARS = 1_000
 # Names Radar adds itself; an input column with such a name would be overwritten.
-RESERVED_COLUMNS: frozenset[str] = frozenset({"person_id"})
+RESERVED_COLUMNS: frozenset[str] = frozenset({"person_id", *LEAD_CONTACT_COLUMNS})
 _SINGULAR = {"leads": "lead", "interactions": "interaction", "orders": "order", "deals": "deal", "spend": "spend"}
 
 

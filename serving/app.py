@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.contact import add_contact_quality
 from features.contract import CRMData
 from features.rows import FeatureRows
 from features.pipeline import build_features
@@ -141,7 +142,8 @@ class ScoringApp:
 
     def _from_history(self, jobs: list[_Job], as_of: datetime | None, targets: list[str], top_k: int) -> list[PersonScores]:
         moment = pd.Timestamp(as_of or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0))
-        data = history_to_crm([(j.key, j.request.history) for j in jobs if j.request.history is not None])
+        data = history_to_crm([(j.key, j.request.history) for j in jobs if j.request.history is not None],
+                              self.settings.identity.default_phone_region)
         ids = [j.key for j in jobs]
         features = build_features(data, moment, self.settings.features, persons=ids)
         eligible = {t: features.index.isin(scoring.eligible(t, data, features, moment, self.settings)) for t in targets}
@@ -219,20 +221,35 @@ def _naive(moment: datetime | None) -> datetime | None:
 
 # --- a request's history as CRM tables -----------------------------------------------------
 
+#: Lead fields read for their contact-data quality only.
+CONTACT_FIELDS: tuple[str, ...] = ("email", "phone", "name")
 
-def history_to_crm(histories: list[tuple[str, PersonHistory]]) -> CRMData:
+
+def history_to_crm(histories: list[tuple[str, PersonHistory]], phone_region: str = "GB") -> CRMData:
     """The contract's tables for people sent in a request (``person_id`` already known:
-    one history is one person, so no identity linking is needed)."""
+    one history is one person, so no identity linking is needed).
+
+    Leads get their contact-data quality as loading gives it (features.contact), phones
+    read in the lead's country or else ``phone_region``. A contact field no lead of the
+    request carries is left out, so its kind reads as unknown rather than "none given"."""
     leads, interactions, orders, deals = [], [], [], []
     for pid, history in histories:
         for j, lead in enumerate(history.leads):
-            row = lead.model_dump(exclude={"attributes"}) | dict(lead.attributes)
+            row = lead.model_dump(exclude={"attributes", *CONTACT_FIELDS}) | dict(lead.attributes)
+            row |= lead.model_dump(include=set(CONTACT_FIELDS), exclude_none=True)
             leads.append(row | {"lead_id": lead.lead_id or f"{pid}-lead{j}", "person_id": pid})
         interactions += [i.model_dump() | {"person_id": pid} for i in history.interactions]
         orders += [o.model_dump() | {"person_id": pid} for o in history.orders]
         deals += [d.model_dump() | {"person_id": pid} for d in history.deals]
+    lead_table = _table(leads, ("created_at", "converted_at"), ())
+    if lead_table is not None:
+        lead_table = add_contact_quality(lead_table, phone_region)
+        if "has_name" in lead_table.columns:
+            # A lead sent without a name says nothing about one (in a CRM export, a blank
+            # name cell is "no name"); so one person's answer never depends on the batch.
+            lead_table["has_name"] = lead_table["has_name"].where(lead_table["name"].notna())
     return CRMData(
-        leads=_table(leads, ("created_at", "converted_at"), ()),
+        leads=lead_table,
         interactions=_table(interactions, ("timestamp",), ("value",)),
         orders=_table(orders, ("timestamp",), ("amount",)),
         deals=_table(deals, ("created_at", "closed_at"), ("amount",)),

@@ -63,6 +63,13 @@ class Lead(BaseModel):
     campaign: Optional[str] = None
     status: Optional[str] = None
     converted_at: Optional[Moment] = Field(None, description="When the lead became a customer.")
+    # Contact details are read for their kind only (company or webmail address, mobile or
+    # landline, a name given or not: features.contact); the values never become features.
+    email: Optional[str] = Field(None, max_length=320, description="The lead's e-mail (only its kind is used).")
+    phone: Optional[str] = Field(
+        None, max_length=50, description="The lead's phone, E.164 or national in the lead's `country` attribute."
+    )
+    name: Optional[str] = Field(None, max_length=300, description="The lead's name (only whether one is given).")
     attributes: dict[str, str | StrictFloat | None] = Field(
         default_factory=dict, description="Any lead attribute columns: country, industry, company_size…"
     )
