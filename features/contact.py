@@ -95,9 +95,12 @@ def _e164_kind(number: str) -> str:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return "invalid"
-    if not phonenumbers.is_valid_number(parsed):
+    # A number phonenumbers cannot type is one it does not hold valid (is_valid_number is
+    # exactly "the type is not UNKNOWN" for the number's region): one check, not two.
+    kind = phonenumbers.number_type(parsed)
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
         return "invalid"
-    return _PHONE_TYPES.get(phonenumbers.number_type(parsed), "other")
+    return _PHONE_TYPES.get(kind, "other")
 
 
 def phone_kinds(phones: pd.Series, regions: pd.Series | str | None = None) -> pd.Series:

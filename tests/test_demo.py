@@ -429,6 +429,31 @@ def test_lead_engagement_predicts_conversion_but_not_perfectly(clean: dict[str, 
     assert 0.6 < auc < 0.9
 
 
+# --- contact details -----------------------------------------------------------------------
+
+
+def test_lead_forms_show_how_serious_a_lead_is(tables: dict[str, pd.DataFrame], truth: dict[str, pd.DataFrame]) -> None:
+    """Throwaway inboxes, made-up phones and blank names come from people who never buy;
+    buyers give real details. The kinds are the ones Radar's ingest derives."""
+    from disposable_email_domains import blocklist
+
+    from features.contact import email_kinds, phone_kinds
+    from radar.demo.contact import DISPOSABLE_DOMAINS
+
+    assert set(DISPOSABLE_DOMAINS) <= blocklist
+    leads = tables["leads"]
+    people = truth["people"].set_index("lead_id").reindex(leads["lead_id"])
+    bought = people["converted_at"].notna().to_numpy()
+    email = email_kinds(leads["email"]).to_numpy()
+    phone = phone_kinds(leads["phone"], leads["country"].fillna("GB")).to_numpy()
+    nameless = leads["name"].isna().to_numpy()
+    for careless in (email == "disposable", phone == "invalid", nameless):
+        assert careless.sum() > 20
+    assert not bought[email == "disposable"].any() and not bought[phone == "invalid"].any()
+    assert bought[nameless].mean() < 0.5 * bought[~nameless].mean()
+    assert {"company", "webmail"} <= set(email) and "mobile" in set(phone)
+
+
 # --- unit economics ----------------------------------------------------------------------
 
 

@@ -16,15 +16,17 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from radar.demo import broken, journeys, truth
 from radar.demo.clock import Clock
+from radar.demo.contact import CONTACT_STREAM, ContactDetails, draw_contact
 from radar.demo.customers import customer_events, sample_customers, sample_orders, thin_after_conversion
 from radar.demo.deals import sample_deals
 from radar.demo.events import EMAIL, LEAD, PHONE, TYPE, Events, concat, make_events
-from radar.demo.keys import build_identity
+from radar.demo.keys import Identity, build_identity
 from radar.demo.people import People, daily_channel_intensity, sample_people, score_people
 from radar.demo.spend import spend_table
 from radar.demo.tables import Table, deals_table, interactions_table, leads_table, orders_table
@@ -73,6 +75,7 @@ def build_world(n_customers: int, seed: int, end: date, broken_share: float) -> 
     people = sample_people(rng, n_customers, clock, intensity)
     ident = build_identity(rng, people)
     score_people(rng, people)
+    contact = draw_contact(np.random.default_rng([seed, CONTACT_STREAM]), people, ident)
 
     deals, deal_events, b2b_converted = sample_deals(rng, people, horizon)
     converted = np.where(people.b2b, b2b_converted, _consumer_conversion(rng, people, horizon))
@@ -90,8 +93,9 @@ def build_world(n_customers: int, seed: int, end: date, broken_share: float) -> 
     events = events.subset(order)
     _fill_values(rng, events, people)
 
+    leads = with_contact(leads_table(rng, clock, people, ident, cust, deals, converted, horizon), contact, ident)
     tables = [
-        leads_table(rng, clock, people, ident, cust, deals, converted, horizon),
+        leads,
         interactions_table(rng, clock, people, ident, cust, events, len(deals)),
         orders_table(rng, clock, people, ident, cust, orders),
         deals_table(rng, clock, people, ident, cust, deals),
@@ -115,6 +119,17 @@ def build_world(n_customers: int, seed: int, end: date, broken_share: float) -> 
         n_customers=len(cust),
     )
     return tables, truth_tables, summary
+
+
+def with_contact(leads: Table, contact: ContactDetails, ident: Identity) -> Table:
+    """The lead form as filled in: a name column, and the made-up phones in place of the
+    real ones. Those people then have no phone anywhere else (nobody could call them), so
+    the tables built after this one key their rows by lead id or e-mail instead."""
+    junk = contact.has_junk_phone
+    leads.columns["phone"] = pc.if_else(pa.array(junk), contact.junk_phone, leads.columns["phone"])
+    leads.columns["name"] = contact.name
+    ident.has_phone &= ~junk
+    return leads
 
 
 def _fill_values(rng: np.random.Generator, events: Events, people: People) -> None:
