@@ -64,6 +64,12 @@ def _day_count(value: float) -> str:
     return plural(round(float(value)), "day")
 
 
+def _days_ago(value: float) -> str:
+    """"today", "1 day ago", "8 days ago" (whole days)."""
+    days = round(float(value))
+    return "today" if days == 0 else f"{plural(days, 'day')} ago"
+
+
 def _window(days: str) -> str:
     """A window's length from its ``<d>d`` name: "30 days"; a one-day window is "day"
     ("in the last day")."""
@@ -241,7 +247,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("n_leads", "lead records for the person",
           _counted("never came in as a lead", "came in as 1 lead", "came in as {n} leads")),
     Entry("lead_age_days", "days since the earliest lead",
-          _measured("first came in as a lead {value} ago", "never came in as a lead", _day_count)),
+          _measured("first came in as a lead {value}", "never came in as a lead", _days_ago)),
     Entry("lead_source", "source channel of the earliest lead that has one",
           _text("came in through {value}", "lead source unknown")),
     # orders: recency, frequency, monetary (paid orders only)
@@ -252,7 +258,7 @@ CATALOG: tuple[Entry, ...] = (
           _measured("spends {value} per order on average", "has never bought")),
     Entry("paid_amount_max", "largest paid order", _measured("largest order {value}", "has never bought")),
     Entry("days_since_first_paid_order", "days since the first paid order",
-          _measured("first purchase {value} ago", "has never bought", _day_count)),
+          _measured("first purchase {value}", "has never bought", _days_ago)),
     Entry("days_since_last_paid_order", "days since the last paid order", _last_purchase),
     Entry(rf"n_paid_orders_{_W}d", "paid orders in the window",
           _counted("no purchases" + _IN, "bought once" + _IN, "bought {n} times" + _IN)),
@@ -283,15 +289,15 @@ CATALOG: tuple[Entry, ...] = (
     Entry(r"engagement_trend_(?P<recent>\d+)d_vs_(?P<base>\d+)d",
           "daily activity rate recently over the rate before (1 = steady)", _trend("engagement")),
     Entry("days_since_last_engagement", "days since their last own activity",
-          _measured("last active {value} ago", "never active", _day_count)),
+          _measured("last active {value}", "never active", _days_ago)),
     Entry("nps_last_value", "latest NPS score", _measured("last NPS answer: {value}", "never answered NPS")),
     Entry("days_since_last_nps", "days since the latest NPS answer",
-          _measured("last NPS answer {value} ago", "never answered NPS", _day_count)),
+          _measured("last NPS answer {value}", "never answered NPS", _days_ago)),
     Entry("n_nps_detractor", "NPS answers at or below the detractor threshold",
           _counted("no low NPS answers", "1 low NPS answer", "{n} low NPS answers")),
     Entry("days_since_last_service_issue",
           "days since the last ticket, complaint, low NPS, failed payment or refund",
-          _measured("last service problem {value} ago", "no service problems", _day_count)),
+          _measured("last service problem {value}", "no service problems", _days_ago)),
     # deals
     Entry("n_open_deals", "deals open at the moment",
           _counted("no open deals", "1 open deal", "{n} open deals")),
@@ -306,7 +312,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("open_deal_amount", "amount of the leading open deal (the one furthest along)",
           _measured("leading open deal worth {value}", "no open deal amount")),
     Entry("open_deal_age_days", "age of the leading open deal",
-          _measured("leading open deal opened {value} ago", "no open deals", _day_count)),
+          _measured("leading open deal opened {value}", "no open deals", _days_ago)),
     Entry("open_deal_n_stage_changes", "stage moves of the leading open deal",
           _counted("leading open deal has not moved stage", "leading open deal moved stage once",
                    "leading open deal moved stage {n} times", "no open deals")),

@@ -36,6 +36,8 @@ def test_noun_and_count_text() -> None:
     [
         ("days_since_last_engagement", 1.2, "last active 1 day ago"),
         ("days_since_last_engagement", 8, "last active 8 days ago"),
+        ("days_since_last_engagement", 0.3, "last active today"),
+        ("days_since_last_service_issue", 1, "last service problem 1 day ago"),
         ("days_since_last_paid_order", 1, "no purchase for 1 day"),
         ("lead_age_days", 20.2098, "first came in as a lead 20 days ago"),
         ("tenure_days", 1, "known for 1 day"),
