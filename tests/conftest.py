@@ -7,6 +7,10 @@ it (or train their own) rather than modify it.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -38,3 +42,43 @@ def trained(world_dir, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settin
     materialize(data, as_of, settings, FeatureStore(default_store_path(settings)))
     return settings, data, as_of
 
+
+
+@pytest.fixture(scope="session")
+def crm_history(trained: tuple[Settings, CRMData, pd.Timestamp], world_dir: Path) -> Callable[[str], dict]:
+    """A person's rows of the shared world as a request history, what a CRM would send:
+    the loaded tables, plus each lead's raw e-mail, phone and name from the world's own
+    leads file (loading keeps only their kind and a hash, and the API derives the kind
+    itself, so the raw fields are what a CRM sends)."""
+    data = trained[1]
+    contact = pd.read_csv(world_dir / "leads.csv", dtype=str, usecols=["lead_id", "email", "phone", "name"])
+    contact = contact.set_index("lead_id")
+
+    def rows(table: pd.DataFrame | None, person: str, columns: list[str]) -> list[dict]:
+        if table is None:
+            return []
+        mine = table.loc[table["person_id"] == person, [c for c in columns if c in table.columns]]
+        records = json.loads(mine.to_json(orient="records", date_format="iso"))
+        return [{k: v for k, v in r.items() if v is not None} for r in records]
+
+    def history(person: str) -> dict:
+        attributes = ("country", "industry", "company_size", "job_title")
+        leads = rows(data.leads, person, ["lead_id", "created_at", "source", "campaign", "status", "converted_at",
+                                          *attributes])
+        for lead in leads:
+            lead["attributes"] = {k: lead.pop(k) for k in attributes if k in lead}
+            if lead["lead_id"] in contact.index:
+                raw = contact.loc[lead["lead_id"]]
+                lead |= {k: raw[k] for k in ("email", "phone") if pd.notna(raw[k])}
+                # The file has a name column, so a blank cell is "no name given": sent as "".
+                lead["name"] = raw["name"] if pd.notna(raw["name"]) else ""
+        return {
+            "leads": leads,
+            "interactions": rows(data.interactions, person, ["timestamp", "type", "channel", "value", "deal_id", "stage"]),
+            "orders": rows(data.orders, person, ["order_id", "timestamp", "amount", "status", "product", "category",
+                                                 "channel"]),
+            "deals": rows(data.deals, person, ["deal_id", "created_at", "stage", "closed_at", "outcome", "amount",
+                                               "owner"]),
+        }
+
+    return history

@@ -177,24 +177,23 @@ def _served_without_mlflow(settings: Settings, exported: Path, tmp_path: Path,
 
 
 def test_mlflow_down_and_a_damaged_store_degrade_the_server_but_it_serves(trained: tuple, exported: Path,
-                                                                          batch: pd.DataFrame, tmp_path: Path) -> None:
+                                                                          batch: pd.DataFrame, tmp_path: Path,
+                                                                          crm_history) -> None:
     """Both failures at once, in one real server (the default run's version of the two slow
     tests below): the tracking URI is a closed port, the champions come from `radar bento
     export`, the feature store is garbage. It is ready, says degraded and why, scores by
     history like `radar score`, and by id answers 404 with the command that rebuilds the store."""
-    settings, data, as_of = trained
+    settings, _, as_of = trained
     with _served_without_mlflow(settings, exported, tmp_path, damage_store=True) as (dead, status, client):
         store = Path(dead.work_dir) / "feature_store.sqlite"
         damaged = status["problems"][1]
         assert len(status["problems"]) == 2
         assert damaged.startswith(f"feature store {store} is damaged") and REBUILD in damaged
-        from test_service_http import _history
-
         for target in batch["target"].unique():
             person = _people(batch, target)[0]
             by_id = client.post("/score", json={"person_id": person, "targets": [target]})
             assert by_id.status_code == 404 and REBUILD in by_id.json()["error"], by_id.text
-            request = {"person_id": person, "as_of": as_of.isoformat(), "history": _history(data, person),
+            request = {"person_id": person, "as_of": as_of.isoformat(), "history": crm_history(person),
                        "targets": [target]}
             response = client.post("/score", json=request)
             assert response.status_code == 200, response.text
@@ -236,8 +235,8 @@ def test_no_mlflow_and_no_exported_models_is_never_ready(trained: tuple, tmp_pat
 
 @pytest.mark.slow
 def test_a_damaged_feature_store_degrades_the_server_with_the_fix(trained: tuple, batch: pd.DataFrame,
-                                                                  tmp_path: Path) -> None:
-    settings, data, as_of = trained
+                                                                  tmp_path: Path, crm_history) -> None:
+    settings, _, as_of = trained
     work = _work_copy(settings, tmp_path / "work", settings.tracking_uri)
     store = Path(work.work_dir) / "feature_store.sqlite"
     _garble(store)
@@ -251,10 +250,8 @@ def test_a_damaged_feature_store_degrades_the_server_with_the_fix(trained: tuple
             for _ in range(3):  # every call by id: the same clear 404, never a 500
                 response = client.post("/score", json={"person_id": _people(batch, "purchase_probability")[0]})
                 assert response.status_code == 404 and REBUILD in response.json()["error"], response.text
-            from test_service_http import _history
-
-            person = _people(batch, "purchase_probability")[0]
-            request = {"person_id": person, "as_of": as_of.isoformat(), "history": _history(data, person),
+                person = _people(batch, "purchase_probability")[0]
+            request = {"person_id": person, "as_of": as_of.isoformat(), "history": crm_history(person),
                        "targets": ["purchase_probability"]}
             response = client.post("/score", json=request)
             assert response.status_code == 200, response.text

@@ -6,7 +6,6 @@ materialised into the online store, and one server serves the whole module.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,11 +100,12 @@ def test_scores_by_id_equal_batch_scores(client: httpx.Client, batch: pd.DataFra
             _assert_same(response.json()["scores"], batch, person, target)
 
 
-def test_scores_by_history_equal_batch_scores(client: httpx.Client, batch: pd.DataFrame, trained: tuple) -> None:
-    _, data, as_of = trained
+def test_scores_by_history_equal_batch_scores(client: httpx.Client, batch: pd.DataFrame, trained: tuple,
+                                              crm_history) -> None:
+    as_of = trained[2]
     for target in batch["target"].unique():
         for person in _people(batch, target, 2):
-            request = {"person_id": person, "as_of": as_of.isoformat(), "history": _history(data, person)}
+            request = {"person_id": person, "as_of": as_of.isoformat(), "history": crm_history(person)}
             response = client.post("/score", json=request)
             assert response.status_code == 200, response.text
             _assert_same(response.json()["scores"], batch, person, target)
@@ -197,24 +197,3 @@ def _assert_same(scores: list[dict], batch: pd.DataFrame, person: str, target: s
             assert got == pytest.approx(float(want), rel=1e-9, abs=1e-9), (person, target, column)
         else:
             assert str(got) == str(want), (person, target, column)
-
-
-def _history(data: CRMData, person: str) -> dict:
-    """The person's rows of the CRM as a request history (what a CRM would send)."""
-    def rows(table: pd.DataFrame | None, columns: list[str]) -> list[dict]:
-        if table is None:
-            return []
-        mine = table.loc[table["person_id"] == person, [c for c in columns if c in table.columns]]
-        records = json.loads(mine.to_json(orient="records", date_format="iso"))
-        return [{k: v for k, v in r.items() if v is not None} for r in records]
-
-    leads = rows(data.leads, ["lead_id", "created_at", "source", "campaign", "status", "converted_at",
-                              "country", "industry", "company_size", "job_title"])
-    for lead in leads:
-        lead["attributes"] = {k: lead.pop(k) for k in ("country", "industry", "company_size", "job_title") if k in lead}
-    return {
-        "leads": leads,
-        "interactions": rows(data.interactions, ["timestamp", "type", "channel", "value", "deal_id", "stage"]),
-        "orders": rows(data.orders, ["order_id", "timestamp", "amount", "status", "product", "category", "channel"]),
-        "deals": rows(data.deals, ["deal_id", "created_at", "stage", "closed_at", "outcome", "amount", "owner"]),
-    }
