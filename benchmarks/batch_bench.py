@@ -51,7 +51,7 @@ def bench_batch(customers: int, seed: int, snapshots: int, cache_dir: Path, top_
     from features.ingest import load_crm
     from features.pipeline import build_features
     from radar.config import Settings
-    from serving.scoring import ValueBasis, eligible, load_champions, score_target
+    from serving.scoring import ValueBasis, load_champions, score_target, target_rows
     from training.datasets import data_span
 
     prepared = prepare(customers, seed, snapshots, cache_dir)
@@ -65,8 +65,8 @@ def bench_batch(customers: int, seed: int, snapshots: int, cache_dir: Path, top_
     basis = ValueBasis.of(features)
     for target, champion in champions.items():
         t_wall, t_cpu = time.perf_counter(), time.process_time()
-        people = eligible(target, data, features, pd.Timestamp(as_of), settings)
-        scored = score_target(target, champion, features, people, as_of, settings, top_k, basis)
+        rows = target_rows(target, data, features, pd.Timestamp(as_of), settings)
+        scored = score_target(target, champion, rows, as_of, settings, top_k, basis)
         booster = getattr(champion.bundle.model, "booster_", None)
         bench.targets[target] = (len(scored), time.perf_counter() - t_wall, time.process_time() - t_cpu,
                                  booster.num_trees() if booster is not None else 0)

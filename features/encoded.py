@@ -77,6 +77,8 @@ class DealRecords:
     amount: np.ndarray
     #: Deal id of each key (``ids[key]``), so results can name the deal they are about.
     ids: pd.Index
+    #: The salesperson on each deal, as text codes (all -1 when the table has no owner).
+    owner: "TextAttribute"
 
     @property
     def n_keys(self) -> int:
@@ -294,8 +296,17 @@ def _encode_deals(deals: pd.DataFrame, code: np.ndarray) -> tuple[DealRecords, p
         outcome=_category_codes(deals, "outcome", DEAL_OUTCOMES)[keep],
         amount=_numbers(deals, "amount")[keep],
         ids=pd.Index(deal_ids),
+        owner=_owner_codes(deals, keep),
     )
     return records, pd.Index(deal_ids)
+
+
+def _owner_codes(deals: pd.DataFrame, keep: np.ndarray | slice) -> TextAttribute:
+    """Each kept deal's owner as text codes over every owner of the table (sorted)."""
+    if "owner" not in deals.columns:
+        return TextAttribute(np.full(len(deals), -1, dtype=np.int64)[keep], np.array([], dtype=object))
+    codes, categories = pd.factorize(deals["owner"].astype("string"), sort=True)
+    return TextAttribute(codes.astype(np.int64)[keep], np.asarray(categories, dtype=object))
 
 
 def _encode_leads(leads: pd.DataFrame, code: np.ndarray) -> LeadRecords:

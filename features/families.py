@@ -334,6 +334,39 @@ def deal_features(deals: DealRecords, events: InteractionEvents, m: Moment) -> C
     yield "won_deals_amount", grouped.total(deals.code, deals.amount, m.n, won)
 
 
+#: A deal row's own features (:func:`open_deals`), beside its person's.
+DEAL_ROW_FEATURES: tuple[str, ...] = (
+    "deal_stage", "deal_amount", "deal_age_days", "deal_n_stage_changes", "deal_days_since_stage_change",
+    "deal_owner",
+)
+
+
+def open_deals(deals: DealRecords, events: InteractionEvents, m: Moment) -> tuple[np.ndarray, dict[str, Column]]:
+    """Every deal open at as_of, as rows of ``deals``, with each one's own features.
+
+    The same point-in-time rules as :func:`deal_features`: open means created before as_of
+    and not closed before it; the stage comes only from deal_stage events before as_of.
+    The owner is a category over the owners of deals created before as_of, so a new
+    salesperson hired later never changes a past snapshot.
+    """
+    created = deals.created < m.as_of
+    closed = created & (deals.closed != NAT) & (deals.closed < m.as_of)
+    rows = np.flatnonzero(created & ~closed & (deals.code >= 0) & (deals.key >= 0))
+    stage, last_change, n_changes = _stage_history(deals, events, m)
+    owners = deals.owner.codes
+    seen = np.unique(owners[created & (owners >= 0)])
+    chosen = owners[rows]
+    local = np.where(chosen >= 0, np.searchsorted(seen, chosen), -1)
+    return rows, {
+        "deal_stage": stage[rows],
+        "deal_amount": deals.amount[rows],
+        "deal_age_days": (m.as_of - deals.created[rows]) / DAY_NS,
+        "deal_n_stage_changes": n_changes[rows],
+        "deal_days_since_stage_change": days_between(last_change[rows], m.as_of),
+        "deal_owner": pd.Categorical.from_codes(local, categories=pd.Index(deals.owner.categories[seen])),
+    }
+
+
 def _stage_history(
     deals: DealRecords, events: InteractionEvents, m: Moment
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from features.contact import add_contact_quality
 from features.contract import TABLES, CRMData
 from features.errors import RadarInputError
 from features.identity import PERSON_TABLES, IdentityReport, unify
-from features.io import READABLE_SUFFIXES, RawTable, is_readable, read_table
+from features.io import READABLE_SUFFIXES, RawTable, read_table
 from features.mapping import Mapping, load_mapping
 from features.privacy import hash_form, pseudonymise
 from features.validation import (

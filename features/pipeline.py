@@ -41,9 +41,14 @@ from radar.config import FeatureConfig
 
 AS_OF_COLUMN = "as_of"
 OPEN_DEAL_ID = families.OPEN_DEAL_ID
-#: Columns of a feature frame that are not features: the snapshot time and the id of the
-#: deal that the ``open_deal_*`` features describe.
-NON_FEATURE_COLUMNS: tuple[str, ...] = (AS_OF_COLUMN, OPEN_DEAL_ID)
+#: The deal a row of :func:`build_deal_features` is about.
+DEAL_COLUMN = "deal_id"
+#: Person features about the person's leading open deal (and its id): a deal row carries
+#: its own deal's features instead.
+LEADING_DEAL_PREFIX = "open_deal_"
+#: Columns of a feature frame that are not features: the snapshot time, the id of the
+#: deal that the ``open_deal_*`` features describe, and a deal row's deal.
+NON_FEATURE_COLUMNS: tuple[str, ...] = (AS_OF_COLUMN, OPEN_DEAL_ID, DEAL_COLUMN)
 #: The columns of each table that the features read (and, for leads, any column that may be
 #: an attribute: see :func:`input_columns`). The deals' ``stage`` is left out on purpose: it
 #: is today's stage, which would leak the future.
@@ -68,6 +73,47 @@ def build_features(
     (unknown ids get the values of an empty history). ``data`` is never modified.
     """
     return features_at(encode(data, persons), as_of, config)
+
+
+def build_deal_features(
+    data: CRMData,
+    as_of: pd.Timestamp,
+    config: FeatureConfig | None = None,
+    persons: Sequence[object] | None = None,
+    person_features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every deal open at ``as_of`` (of ``persons``, when given), one row each.
+
+    The index is ``person_id``, repeated for a person with several open deals; then the
+    ``deal_id``, the deal's own features (:data:`features.families.DEAL_ROW_FEATURES`: its
+    stage from stage history, amount, age, stage moves, owner) and its person's features
+    from :func:`build_features` (pass them when already built, for the same ``as_of``),
+    without the ones about the person's leading open deal. Rows are sorted by person, then
+    deal id. The same point-in-time rules hold: nothing at or after ``as_of`` is read.
+    """
+    as_of = pd.Timestamp(as_of)
+    config = config or FeatureConfig()
+    if person_features is None:
+        person_features = build_features(data, as_of, config, persons)
+    person_features = person_features.drop(columns=[AS_OF_COLUMN], errors="ignore")
+    stages = data.interactions
+    if stages is not None and "type" in stages.columns:
+        stages = stages[stages["type"] == "deal_stage"]
+    # Only deals and their stage events: encoding every other table again would be waste.
+    encoded = encode(CRMData(deals=data.deals, interactions=stages), list(person_features.index))
+    moment = families.Moment(as_of=timestamp_ns(as_of), n=encoded.n, config=config)
+    rows, own = families.open_deals(encoded.deals, encoded.interactions, moment)
+    person_ids = encoded.ids.take(encoded.deals.code[rows])
+    deal_ids = encoded.deals.ids.take(encoded.deals.key[rows])
+    order = np.lexsort((np.asarray(deal_ids, dtype=str), np.asarray(person_ids, dtype=str)))
+    index = pd.Index(person_ids.take(order), name=PERSON_COLUMN)
+    frame = pd.DataFrame({DEAL_COLUMN: np.asarray(deal_ids.take(order), dtype=object)}, index=index)
+    for name, values in own.items():
+        frame[name] = values[order]
+    theirs = [c for c in person_features.columns if not c.startswith(LEADING_DEAL_PREFIX)]
+    person_part = person_features.loc[index, theirs]
+    person_part.index = index
+    return pd.concat([frame, person_part], axis=1)
 
 
 def build_snapshots(
@@ -171,9 +217,10 @@ def _layout(encoded: EncodedCRM, config: FeatureConfig) -> tuple[list[str], list
 def _no_rows(encoded: EncodedCRM) -> EncodedCRM:
     """``encoded`` with no persons and no rows (same lead attributes and deal ids)."""
 
-    def cut(record):  # every array field of a record, zero rows long
+    def cut(record):  # every array field of a record (text codes too), zero rows long
         values = {f.name: getattr(record, f.name) for f in fields(record)}
-        return replace(record, **{name: v[:0] for name, v in values.items() if isinstance(v, np.ndarray)})
+        return replace(record, **{name: v[:0] if isinstance(v, np.ndarray) else replace(v, codes=v.codes[:0])
+                                  for name, v in values.items() if isinstance(v, (np.ndarray, TextAttribute))})
 
     attributes = {
         name: replace(values, codes=values.codes[:0]) if isinstance(values, TextAttribute) else values[:0]
@@ -236,6 +283,19 @@ def _assemble(
         when = np.repeat(np.array(cuts, dtype="datetime64[ns]"), [len(rows) for rows in row_sets][: len(cuts)])
         frame.insert(0, AS_OF_COLUMN, when)
     return frame
+
+
+def concat_features(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Feature frames of several snapshots one after another; a category column keeps
+    the category dtype over the union of the frames' categories (a plain concat would turn
+    columns whose categories differ into objects)."""
+    if len(frames) == 1:
+        return frames[0]
+    out = pd.concat(frames)
+    for name in frames[0].columns:
+        if isinstance(frames[0][name].dtype, pd.CategoricalDtype) and not isinstance(out[name].dtype, pd.CategoricalDtype):
+            out[name] = _stack_categoricals([pd.Categorical(f[name]) for f in frames])
+    return out
 
 
 def _stack_categoricals(parts: list[pd.Categorical]) -> pd.Categorical:

@@ -36,7 +36,6 @@ import pandas as pd
 from features.contract import CRMData
 from features.encoded import PERSON_COLUMN, lead_attribute_columns
 from features.pipeline import OPEN_DEAL_ID, build_features
-from features.windows import NAT
 from radar.config import FeatureConfig, Settings, SparkConfig
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import pandas as pd
 from features.contact import add_contact_quality
 from features.contract import CRMData
 from features.rows import FeatureRows
-from features.pipeline import build_features
+from features.pipeline import build_deal_features, build_features
 from features.privacy import redact
 from features.validation import text_output
 from radar.config import Settings
@@ -39,7 +39,6 @@ from serving.schemas import (
     PersonScores,
     ScoreOptions,
     ScoreRequest,
-    TargetScore,
 )
 from training.datasets import TARGETS
 
@@ -135,7 +134,11 @@ class ScoringApp:
         except UnknownDay as err:
             raise ApiError(404, str(err), field="as_of", detail=f"materialised days: {self._days()}") from None
         moment = pd.Timestamp(found.as_of)
-        scores = self._score_rows(found.rows, found.eligible, moment, targets, top_k, ValueBasis.stored(found.population))
+        deals = None
+        if "time_to_close" in targets and found.eligible["time_to_close"].any():
+            deals = self.store.read_deals(found.as_of, found.rows.take(np.flatnonzero(found.eligible["time_to_close"])))
+        scores = self._score_rows(found.rows, found.eligible, moment, targets, top_k, ValueBasis.stored(found.population),
+                                  deals)
         unknown = f"in the features of {found.as_of}"
         return [self._answer(j, moment, targets, scores, found.rows.ids, f"unknown person_id {redact(j.key)!r} {unknown}")
                 for j in jobs]
@@ -149,22 +152,30 @@ class ScoringApp:
         eligible = {t: features.index.isin(scoring.eligible(t, data, features, moment, self.settings)) for t in targets}
         # A one-person history has no population of its own to read an expected value against.
         basis = self._basis() or ValueBasis.of(features)
-        scores = self._score_rows(FeatureRows.from_frame(features), eligible, moment, targets, top_k, basis)
+        deals = None
+        if "time_to_close" in targets:
+            people = features.loc[eligible["time_to_close"]]
+            deals = FeatureRows.from_frame(build_deal_features(data, moment, self.settings.features, person_features=people))
+        scores = self._score_rows(FeatureRows.from_frame(features), eligible, moment, targets, top_k, basis, deals)
         return [self._answer(j, moment, targets, scores, features.index.to_numpy(), "") for j in jobs]
 
     # --- scoring and answers ------------------------------------------------------------
 
     def _score_rows(self, rows: FeatureRows, eligible: dict[str, np.ndarray], as_of: pd.Timestamp,
-                    targets: list[str], top_k: int, basis: ValueBasis) -> dict[str, list[dict[str, Any]]]:
-        """Every target's answers, as JSON-ready records grouped by person id."""
+                    targets: list[str], top_k: int, basis: ValueBasis,
+                    deals: FeatureRows | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Every target's answers, as JSON-ready records grouped by person id; time to close
+        answers once per open deal (``deals``: the eligible people's open-deal rows)."""
         by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for target in targets:
             champion = self.models.champions.get(target)
             applies = eligible.get(target)
             if champion is None or applies is None or not applies.any():
                 continue
-            columns = scoring.target_answers(target, champion, rows.take(np.flatnonzero(applies)), as_of,
-                                             self.settings, basis, top_k or None)
+            scored = deals if target == "time_to_close" else rows.take(np.flatnonzero(applies))
+            if scored is None or not len(scored):
+                continue
+            columns = scoring.target_answers(target, champion, scored, as_of, self.settings, basis, top_k or None)
             columns = answer_trends(self.history, columns, target, as_of.date(), self.settings.scoring.trend_min_change)
             for record in _records(columns):
                 by_person[record.pop("person_id")].append(record)

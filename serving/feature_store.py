@@ -6,7 +6,9 @@ populations are defined on the raw tables, which the server does not have). Each
 one table ``features_YYYYMMDD`` (one column per feature, ``person_id`` primary key), so
 adding a day never rewrites another and a re-materialised day replaces only itself. The
 ``snapshots`` table lists the days with the population figures that expected values are
-read against.
+read against. Time to close scores each open deal: a day's ``deals_YYYYMMDD`` table holds
+every open deal's own features (``person_id``, ``deal_id``, the deal columns of
+``features.pipeline.build_deal_features``), joined with the person's row when read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CRMData
-from features.pipeline import build_features
+from features.families import DEAL_ROW_FEATURES
+from features.pipeline import DEAL_COLUMN, build_deal_features, build_features
 from features.rows import FeatureRows
 from radar.config import Settings
 from training.datasets import TARGETS
@@ -90,18 +93,25 @@ class FeatureStore:
             self._local.conn = conn
         return conn
 
-    def write(self, features: pd.DataFrame, eligible: dict[str, pd.Index], as_of: date) -> int:
-        """Store one day (replacing that day if present); returns the number of persons."""
-        table = f"features_{as_of:%Y%m%d}"
+    def write(self, features: pd.DataFrame, eligible: dict[str, pd.Index], as_of: date,
+              deals: pd.DataFrame | None = None) -> int:
+        """Store one day (replacing that day if present), with the open deals' own rows
+        (``build_deal_features``' frame, or None: no open deals); returns the number of persons."""
+        table, deal_table = f"features_{as_of:%Y%m%d}", _deal_table(as_of)
         frame = _storable(features, eligible)
+        own = _deal_storable(deals)
         text_columns = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+        text_columns += [c for c in own.columns if c != "person_id" and not pd.api.types.is_numeric_dtype(own[c])]
         conn = self._connection()
         staging = f"{table}_staging"
         frame.to_sql(staging, conn, if_exists="replace", index=False, chunksize=5_000)
+        own.to_sql(f"{deal_table}_staging", conn, if_exists="replace", index=False, chunksize=5_000)
         with conn:  # one transaction: readers see the old day or the new one, never half
-            conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-            conn.execute(f'ALTER TABLE "{staging}" RENAME TO "{table}"')
+            for name in (table, deal_table):
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+                conn.execute(f'ALTER TABLE "{name}_staging" RENAME TO "{name}"')
             conn.execute(f'CREATE UNIQUE INDEX "{table}_person" ON "{table}" (person_id)')
+            conn.execute(f'CREATE INDEX "{deal_table}_person" ON "{deal_table}" (person_id)')
             conn.execute(
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
                 (as_of.isoformat(), table, json.dumps(text_columns), json.dumps(population_figures(features)),
@@ -131,6 +141,29 @@ class FeatureStore:
         rows, eligible = _as_rows([d[0] for d in cursor.description], cursor.fetchall(), text_columns)
         found = set(rows.ids.tolist())
         return StoredPeople(day, rows, eligible, population, [p for p in wanted if p not in found])
+
+    def read_deals(self, day: date, people: FeatureRows) -> FeatureRows:
+        """The open deals of ``people`` (rows read for ``day``) at that day, one row per
+        deal: the deal's own columns beside its person's, in person then deal order, as
+        ``build_deal_features`` gives them."""
+        ids = people.ids.tolist()
+        marks = ",".join("?" * len(ids))
+        text_columns = self._snapshot(day)[2]
+        try:
+            cursor = self._connection().execute(
+                f'SELECT * FROM "{_deal_table(day)}" WHERE person_id IN ({marks}) ORDER BY person_id, deal_id', ids)
+        except sqlite3.OperationalError:  # a day stored before deals had their own rows
+            cursor = None
+        records = cursor.fetchall() if cursor is not None else []
+        names = [d[0] for d in cursor.description] if cursor is not None else ["person_id", DEAL_COLUMN]
+        at = {c: i for i, c in enumerate(names)}
+        position = {pid: i for i, pid in enumerate(ids)}
+        rows = people.take(np.array([position[r[at["person_id"]]] for r in records], dtype=np.int64))
+        own = {
+            c: np.array([r[at[c]] for r in records], dtype=object if c in text_columns or c == DEAL_COLUMN else float)
+            for c in names if c != "person_id"
+        }
+        return FeatureRows(rows.ids, {n: rows.column(n) for n in rows.names} | own)
 
     def _snapshot(self, as_of: date | None) -> tuple[date, str, list[str], dict[str, float]]:
         """The day's table, its text columns and population figures (latest day by default)."""
@@ -163,6 +196,22 @@ def _storable(features: pd.DataFrame, eligible: dict[str, pd.Index]) -> pd.DataF
     out = features.astype({c: object for c in features.columns if isinstance(features[c].dtype, pd.CategoricalDtype)})
     ids = pd.Series(features.index, index=features.index, name="person_id", dtype=object)
     return pd.concat([ids, out, joined.str.rstrip(",").rename(_TARGETS_COLUMN)], axis=1).reset_index(drop=True)
+
+
+def _deal_table(as_of: date) -> str:
+    return f"deals_{as_of:%Y%m%d}"
+
+
+def _deal_storable(deals: pd.DataFrame | None) -> pd.DataFrame:
+    """An open-deal frame's own columns, with ``person_id`` as a column (no deals: none)."""
+    columns = ["person_id", DEAL_COLUMN, *DEAL_ROW_FEATURES]
+    if deals is None or not len(deals):
+        return pd.DataFrame({c: pd.Series(dtype=object if c in ("person_id", DEAL_COLUMN, "deal_owner") else float)
+                             for c in columns})
+    own = deals[[DEAL_COLUMN, *DEAL_ROW_FEATURES]]
+    own = own.astype({c: object for c in own.columns if not pd.api.types.is_numeric_dtype(own[c])})
+    own.insert(0, "person_id", pd.Series(deals.index, index=deals.index, dtype=object))
+    return own.reset_index(drop=True)
 
 
 def _as_rows(columns: list[str], records: list[tuple], text_columns: list[str]) -> tuple[FeatureRows, dict[str, np.ndarray]]:
@@ -201,4 +250,5 @@ def materialize(
     if features is None:
         features = build_features(data, as_of, settings.features)
     populations = {t: eligible(t, data, features, as_of, settings) for t in TARGETS}
-    return store.write(features, populations, pd.Timestamp(as_of).date())
+    deals = build_deal_features(data, as_of, settings.features, person_features=features.loc[populations["time_to_close"]])
+    return store.write(features, populations, pd.Timestamp(as_of).date(), deals)

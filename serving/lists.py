@@ -30,18 +30,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, field_validator
 
 from features.atomic import atomic_path, write_csv
 from features.contract import DEAL_STAGES, CRMData
+from features.source_ids import source_ids
 from features.pipeline import OPEN_DEAL_ID, build_features
 from radar.config import ListSettings, Settings
 from serving.figures import tidy_figures
-from serving.scoring import Champion, eligible, score_target
+from serving.scoring import Champion, ValueBasis, score_target, target_rows
 from training.labels import paid_orders
 
 LIST_NAMES: tuple[str, ...] = (
@@ -129,28 +129,6 @@ def next_categories(data: CRMData, as_of: pd.Timestamp, lookback_days: int) -> p
     return best.rename("next_category")
 
 
-def _customer_ids(data: CRMData, as_of: pd.Timestamp) -> pd.Series:
-    """The latest customer id each person carried in any table before ``as_of``."""
-    parts = []
-    for table, time in ((data.leads, "created_at"), (data.orders, "timestamp"), (data.deals, "created_at")):
-        if table is not None and "customer_id" in table.columns:
-            known = table[(table[time] < as_of) & table["customer_id"].notna()]
-            parts.append(pd.DataFrame({"person_id": known["person_id"], "customer_id": known["customer_id"], "t": known[time]}))
-    if not parts:
-        return pd.Series(dtype=object, name="customer_id")
-    ids = pd.concat(parts, ignore_index=True).sort_values("t", kind="stable")
-    return ids.groupby("person_id")["customer_id"].last().astype(object)
-
-
-def _lead_ids(data: CRMData, as_of: pd.Timestamp) -> pd.Series:
-    """Each person's latest lead id before ``as_of``: the record a salesperson opens."""
-    leads = data.leads
-    if leads is None:
-        return pd.Series(dtype=object, name="lead_id")
-    known = leads[leads["created_at"] < as_of].sort_values("created_at", kind="stable")
-    return known.groupby("person_id")["lead_id"].last().astype(object)
-
-
 def _owners(data: CRMData, deal_ids: pd.Series) -> pd.Series:
     """Owner of each person's open deal (the one the ``open_deal_*`` features describe)."""
     deals = data.deals
@@ -165,8 +143,9 @@ def person_context(
 ) -> pd.DataFrame:
     """Per person: CRM ids, channel, segment columns, open deal and its owner (no e-mail, no phone)."""
     context = pd.DataFrame(index=features.index)
-    context["lead_id"] = _lead_ids(data, as_of).reindex(features.index)
-    context["customer_id"] = _customer_ids(data, as_of).reindex(features.index)
+    ids = source_ids(data, as_of).reindex(features.index)
+    context["lead_id"] = ids["lead_id"]
+    context["customer_id"] = ids["customer_id"]
     context["channel"] = features["lead_source"].astype(object) if "lead_source" in features else None
     segments = [c for c in config.segment_columns if f"lead_{c}" in features.columns]
     for column in segments:
@@ -189,21 +168,27 @@ def _scores(
     champions: dict[str, Champion],
     settings: Settings,
     top_k: int,
-) -> dict[str, pd.DataFrame]:
-    """Each champion's answers for its eligible people, indexed by person_id."""
-    scores = {}
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame | None]:
+    """Each champion's answers for its eligible people, indexed by person_id (time to
+    close: by deal_id, one row per open deal), and the open deals' feature rows (same index)."""
+    scores, deal_rows = {}, None
+    basis = ValueBasis.of(features)
     for target, champion in champions.items():
-        people = eligible(target, data, features, as_of, settings)
-        if not len(people):
+        rows = target_rows(target, data, features, as_of, settings)
+        if not len(rows):
             continue
-        frame = score_target(target, champion, features, people, as_of, settings, top_k).set_index("person_id")
+        frame = score_target(target, champion, rows, as_of, settings, top_k, basis)
+        if target == "time_to_close":
+            deal_rows = rows.reset_index().set_index("deal_id")
+            frame = frame.set_index("deal_id")
+        else:
+            frame = frame.set_index("person_id")
         service = champion.bundle.service_model
         if service is not None:
             # score_target keeps only the dominant risk; the service list ranks by its probability.
-            rows = features.loc[people].reindex(columns=champion.bundle.feature_names)
-            frame["service_probability"] = service.predict_proba(rows)
+            frame["service_probability"] = service.predict_proba(rows.reindex(columns=champion.bundle.feature_names))
         scores[target] = frame
-    return scores
+    return scores, deal_rows
 
 
 def _stage_names(ordinals: pd.Series) -> pd.Series:
@@ -234,32 +219,33 @@ def _leads_to_call(features: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame
     )
 
 
-def _deal_columns(features: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    rows = features.loc[scores.index]
-    never_moved = rows["open_deal_days_since_stage_change"].isna()
+def _deal_columns(deals: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per open deal (index deal_id): its person, owner, stage and how long it has stood."""
+    rows = deals.loc[scores.index]
+    never_moved = rows["deal_days_since_stage_change"].isna()
     return pd.DataFrame(
         {
-            "deal_stage": _stage_names(rows["open_deal_stage"]),
+            "person_id": rows["person_id"],
+            "owner": rows["deal_owner"].astype(object),
+            "deal_stage": _stage_names(rows["deal_stage"]),
             # A deal with no stage event has not moved since it was created.
-            "days_since_stage_change": rows["open_deal_days_since_stage_change"].where(
-                ~never_moved, rows["open_deal_age_days"]
-            ),
-            "deal_amount": rows["open_deal_amount"].fillna(0.0),
+            "days_since_stage_change": rows["deal_days_since_stage_change"].where(~never_moved, rows["deal_age_days"]),
+            "deal_amount": rows["deal_amount"].fillna(0.0),
             "median_days_to_win": scores["median_days_to_win"],
         }
     )
 
 
-def _deals_closing_soon(features: pd.DataFrame, scores: pd.DataFrame, config: ListSettings) -> pd.DataFrame:
-    frame = _deal_columns(features, scores)
+def _deals_closing_soon(deals: pd.DataFrame, scores: pd.DataFrame, config: ListSettings) -> pd.DataFrame:
+    frame = _deal_columns(deals, scores)
     p_soon = scores[f"p_won_{config.closing_soon_days}d"]
     frame["probability"] = p_soon
     frame["expected_value"] = p_soon * frame["deal_amount"]
     return frame[p_soon >= config.closing_soon_min_probability]
 
 
-def _stalled_deals(features: pd.DataFrame, scores: pd.DataFrame, config: ListSettings) -> pd.DataFrame:
-    frame = _deal_columns(features, scores)
+def _stalled_deals(deals: pd.DataFrame, scores: pd.DataFrame, config: ListSettings) -> pd.DataFrame:
+    frame = _deal_columns(deals, scores)
     frame["probability"] = scores["probability"]
     frame["expected_value"] = scores["probability"] * frame["deal_amount"]
     return frame[frame["days_since_stage_change"] > config.stalled_after_days]
@@ -338,10 +324,19 @@ def _finish(
     judged = scores.reindex(body.index) if scores is not None else pd.DataFrame(index=body.index)
     body["grade"] = judged["grade"] if "grade" in judged else None
     body["reasons_text"] = judged["reasons_text"] if "reasons_text" in judged else ""
-    ctx = context.reindex(body.index)
+    # A deal list is one row per deal (index deal_id) with its person, owner and deal id
+    # its own; every other list is one row per person.
+    by_deal = "person_id" in body.columns
+    persons = body.pop("person_id") if by_deal else pd.Series(body.index, index=body.index)
+    ctx = context.reindex(persons.to_numpy())
+    ctx.index = body.index
+    if by_deal:
+        ctx["deal_id"] = body.index.to_numpy(dtype=object)
+        ctx["owner"] = body.pop("owner")
+    ctx.insert(0, "person_id", persons.to_numpy(dtype=object))
     own = [c for c in body.columns if c not in JUDGEMENT_COLUMNS]
     extra = [c for c in ctx.columns if c not in CONTEXT_COLUMNS]
-    frame = pd.concat([ctx, body], axis=1).rename_axis("person_id").reset_index()
+    frame = pd.concat([ctx, body], axis=1).reset_index(drop=True)
     frame = frame[[*CONTEXT_COLUMNS, *extra, *own, *JUDGEMENT_COLUMNS]]
     frame = apply_filters(frame, filters)
     # Ties (and missing values, last) in person order, so the same data gives the same list.
@@ -379,14 +374,14 @@ def build_lists(
     filters = filters or ListFilters()
     features = build_features(data, as_of, settings.features)
     context = person_context(data, features, as_of, config)
-    scores = _scores(data, features, as_of, champions, settings, top_k)
+    scores, deals = _scores(data, features, as_of, champions, settings, top_k)
     lead, deal, churn, purchase = (
         scores.get(t) for t in ("lead_quality", "time_to_close", "churn_by_indifference", "purchase_probability")
     )
     bodies: dict[str, tuple[pd.DataFrame | None, pd.DataFrame | None]] = {
         "leads_to_call": (_leads_to_call(features, lead) if lead is not None else None, lead),
-        "deals_closing_soon": (_deals_closing_soon(features, deal, config) if deal is not None else None, deal),
-        "stalled_deals": (_stalled_deals(features, deal, config) if deal is not None else None, deal),
+        "deals_closing_soon": (_deals_closing_soon(deals, deal, config) if deal is not None else None, deal),
+        "stalled_deals": (_stalled_deals(deals, deal, config) if deal is not None else None, deal),
         "failed_payments": (_failed_payments(data, features, purchase, as_of, config), purchase),
         "likely_buyers": (
             _likely_buyers(data, features, purchase, as_of, settings, config) if purchase is not None else None,

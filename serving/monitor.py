@@ -22,10 +22,11 @@ import pandas as pd
 
 from features.contract import CRMData
 from features.pipeline import build_features
+from features.rows import FeatureRows
 from radar.config import MonitoringConfig, Settings
 from radar.text import plural
 from serving.feature_store import FeatureStore
-from serving.scoring import Champion, eligible
+from serving.scoring import Champion, target_rows
 from training.drift import LEVELS, Comparison, Level, NoProfile, compare, judge, profile_of, worst_level
 
 logger = logging.getLogger(__name__)
@@ -97,8 +98,8 @@ def monitor_crm(data: CRMData, as_of: pd.Timestamp, champions: dict[str, Champio
     features = build_features(data, moment, settings.features)
     report = DriftReport(moment.date(), "CRM export", settings.monitoring)
     for target, champion in champions.items():
-        people = eligible(target, data, features, moment, settings)
-        report.targets[target] = target_drift(target, champion, features.loc[people], settings.monitoring)
+        rows = target_rows(target, data, features, moment, settings)
+        report.targets[target] = target_drift(target, champion, rows, settings.monitoring)
     return report
 
 
@@ -109,8 +110,10 @@ def monitor_store(store: FeatureStore, champions: dict[str, Champion], settings:
     stored = store.read_day(as_of)
     report = DriftReport(stored.as_of, "feature store", settings.monitoring)
     for target, champion in champions.items():
-        people = stored.features.index.intersection(stored.eligible.get(target, pd.Index([])))
-        report.targets[target] = target_drift(target, champion, stored.features.loc[people], settings.monitoring)
+        people = stored.features.loc[stored.features.index.intersection(stored.eligible.get(target, pd.Index([])))]
+        if target == "time_to_close":  # one row per open deal, as it is scored
+            people = store.read_deals(stored.as_of, FeatureRows.from_frame(people)).to_frame()
+        report.targets[target] = target_drift(target, champion, people, settings.monitoring)
     return report
 
 
@@ -181,7 +184,7 @@ def render_markdown(report: DriftReport, top: int = 15) -> str:
             f"Champion v{t.version}; training profile of the snapshot as of {t.reference_as_of} "
             f"({plural(t.comparison.n_reference, 'row')}) against {plural(t.comparison.n_now, 'row')} today. "
             f"Score PSI {t.comparison.score_psi:.3f} ({t.comparison.score_moved}).",
-            *([f"", f"Note: {t.note}"] if t.note else []),
+            *(["", f"Note: {t.note}"] if t.note else []),
             "",
             *table(FEATURE_HEADER, _feature_rows(t, top)),
         ]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CRMData
-from features.pipeline import OPEN_DEAL_ID, build_features
+from features.pipeline import DEAL_COLUMN, OPEN_DEAL_ID, build_deal_features, build_features
 from radar.config import Settings
 from features.rows import FeatureRows
 from serving.reasons import explain_top_reasons, reasons_text
@@ -80,6 +80,17 @@ def eligible(target: str, data: CRMData, features: pd.DataFrame, as_of: pd.Times
     return features.index.intersection(people)
 
 
+def target_rows(
+    target: str, data: CRMData, features: pd.DataFrame, as_of: pd.Timestamp, settings: Settings
+) -> pd.DataFrame:
+    """The rows a target scores at ``as_of``: its eligible people's features, and for
+    time to close one row per open deal (``features.pipeline.build_deal_features``)."""
+    people = eligible(target, data, features, as_of, settings)
+    if target == "time_to_close":
+        return build_deal_features(data, as_of, settings.features, person_features=features.loc[people])
+    return features.loc[people]
+
+
 @dataclass(frozen=True)
 class ValueBasis:
     """What expected values read from the whole scored population rather than one row:
@@ -124,7 +135,7 @@ def expected_value(target: str, probability: np.ndarray, rows: FeatureRows, basi
     if target == "churn_by_indifference":
         return probability * np.nan_to_num(rows.numbers("paid_amount_365d"), nan=0.0)
     if target == "time_to_close":
-        return probability * np.nan_to_num(rows.numbers("open_deal_amount"), nan=0.0)
+        return probability * np.nan_to_num(rows.numbers("deal_amount"), nan=0.0)
     return probability * basis.customer_year_value
 
 
@@ -136,18 +147,17 @@ def score_columns(top_k: int | None = None) -> list[str]:
 def score_target(
     target: str,
     champion: Champion,
-    features: pd.DataFrame,
-    people: pd.Index,
+    rows: pd.DataFrame,
     as_of: pd.Timestamp,
     settings: Settings,
     top_k: int | None = None,
     basis: ValueBasis | None = None,
 ) -> pd.DataFrame:
-    """One target's answers for ``people`` (rows of ``features``) as a score table; with
+    """One target's answers for ``rows`` (from :func:`target_rows`) as a score table; with
     ``top_k``, also each row's top reasons (``reasons``, ``reasons_text``; see
-    :mod:`serving.reasons`). Expected values read against ``basis`` (default: ``features``)."""
-    rows = FeatureRows.from_frame(features.loc[people])
-    columns = target_answers(target, champion, rows, as_of, settings, basis or ValueBasis.of(features), top_k)
+    :mod:`serving.reasons`). Expected values read against ``basis`` (default: ``rows``)."""
+    columns = target_answers(target, champion, FeatureRows.from_frame(rows), as_of, settings,
+                             basis or ValueBasis.of(rows), top_k)
     return pd.DataFrame(columns).reindex(columns=score_columns(top_k))
 
 
@@ -186,7 +196,7 @@ def target_answers(
         "as_of": np.full(len(rows), as_of, dtype=object),
     }
     if target == "time_to_close":
-        columns["deal_id"] = rows.column(OPEN_DEAL_ID)
+        columns["deal_id"] = rows.column(DEAL_COLUMN)
     if "service_probability" in outputs:
         columns["dominant_risk"] = np.where(
             np.asarray(outputs["service_probability"]) > probability, "service", "indifference"
@@ -213,11 +223,12 @@ def score_people(
     """Every eligible person (or the given ``persons``) scored for every champion, long
     format; ``top_k`` adds each row's top reasons (None, the default, skips explaining)."""
     features = build_features(data, as_of, settings.features, persons=persons)
+    basis = ValueBasis.of(features)
     parts = []
     for target, champion in champions.items():
-        people = eligible(target, data, features, as_of, settings)
-        if len(people):
-            parts.append(score_target(target, champion, features, people, as_of, settings, top_k))
+        rows = target_rows(target, data, features, as_of, settings)
+        if len(rows):
+            parts.append(score_target(target, champion, rows, as_of, settings, top_k, basis))
     if not parts:
         return pd.DataFrame(columns=score_columns(top_k))
     return pd.concat(parts, ignore_index=True)

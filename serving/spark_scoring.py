@@ -31,10 +31,10 @@ import pandas as pd
 from features.contract import CRMData
 from features.encoded import PERSON_COLUMN
 from features.rows import FeatureRows
-from features.pipeline import OPEN_DEAL_ID
-from features.spark import feature_template, restore_types, spark_features, spark_session
+from features.pipeline import build_deal_features
+from features.spark import collect_features, feature_template, restore_types, spark_features, spark_session
 from radar.config import Settings
-from serving.scoring import Champion, ValueBasis, eligible, score_columns, target_answers
+from serving.scoring import Champion, ValueBasis, eligible, score_columns, score_target, target_answers
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 #: Feature columns the population figures of expected values read.
 VALUE_COLUMNS: tuple[str, ...] = ("n_paid_orders", "paid_amount_mean", "paid_amount_365d")
 #: Feature columns one row's answer reads besides the model outputs.
-ROW_COLUMNS: tuple[str, ...] = ("paid_amount_mean", "paid_amount_365d", "open_deal_amount", OPEN_DEAL_ID)
+ROW_COLUMNS: tuple[str, ...] = ("paid_amount_mean", "paid_amount_365d")
 OUTPUTS = "_radar_outputs"
 
 
@@ -92,7 +92,7 @@ def score_people_spark(
     try:
         basis = ValueBasis.of(features.select(*VALUE_COLUMNS).toPandas())
         parts = [
-            _score_target(spark, features, target, champion, template, as_of, settings, basis, top_k)
+            _score_target(spark, data, features, target, champion, template, as_of, settings, basis, top_k)
             for target, champion in champions.items()
         ]
     finally:
@@ -105,6 +105,7 @@ def score_people_spark(
 
 def _score_target(
     spark: SparkSession,
+    data: CRMData,
     features: DataFrame,
     target: str,
     champion: Champion,
@@ -117,6 +118,12 @@ def _score_target(
     from pyspark.sql import functions as F
 
     people = features.filter(F.col(eligible_column(target)))
+    if target == "time_to_close":
+        # One row per open deal, built from the deals table: open deals are few beside the
+        # people, so their rows are built and scored on the driver by the one scoring path.
+        rows = build_deal_features(data, as_of, settings.features, person_features=collect_features(people, template))
+        return score_target(target, champion, rows, as_of, settings, top_k, basis) if len(rows) else (
+            pd.DataFrame(columns=score_columns(top_k)))
     predict = model_udf(spark, target, champion.version, settings)
     inputs = F.struct(*[F.col(f"`{name}`") for name in champion.bundle.feature_names])
     collected = (

@@ -205,11 +205,11 @@ def test_logistic_learns_source_and_engagement() -> None:
 
 
 def test_stage_cumulative_incidence_matches_hand_computed_aalen_johansen() -> None:
-    X = pd.DataFrame({"open_deal_stage": [1.0] * 6 + [2.0] * 3})
+    X = pd.DataFrame({"deal_stage": [1.0] * 6 + [2.0] * 3})
     duration = np.array([10, 20, 20, 30, 40, 50, 5, 6, 7], dtype=float)
     event = np.array(["won", "lost", "censored", "won", "censored", "won", "censored", "lost", "won"])
     model = StageCumulativeIncidence(horizon_days=HORIZON, min_stage_deals=3).fit(X, duration, event, X, duration, event)
-    new = pd.DataFrame({"open_deal_stage": [1.0, 2.0, 3.0, np.nan]})
+    new = pd.DataFrame({"deal_stage": [1.0, 2.0, 3.0, np.nan]})
     got = model.predict_won_within(new, [9, 10, 35, 50, 200])
     # Stage 1, by hand: at 10 one win of 6 at risk -> 1/6; at 20 a loss (5 at risk) leaves
     # S = 4/6; at 30 one win of 3 -> + 4/6 * 1/3 = 7/18; at 50 one win of 1 -> + 4/9 = 5/6.
@@ -240,9 +240,9 @@ def _deals(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     event = np.where(duration >= HORIZON, "censored", np.where(t_win < t_lost, "won", "lost"))
     X = pd.DataFrame(
         {
-            "open_deal_stage": stage,
-            "open_deal_age_days": rng.uniform(0, 100, n),
-            "open_deal_amount": np.where(rng.random(n) < 0.1, np.nan, amount),
+            "deal_stage": stage,
+            "deal_age_days": rng.uniform(0, 100, n),
+            "deal_amount": np.where(rng.random(n) < 0.1, np.nan, amount),
             "n_meeting_90d": meetings,
         }
     )
@@ -253,13 +253,13 @@ def test_cox_ranks_faster_closing_deals_higher() -> None:
     X_tr, d_tr, e_tr = _deals(1500, 1)
     X_te, d_te, e_te = _deals(1000, 2)
     model = CoxBaseline(horizon_days=HORIZON).fit(X_tr, d_tr, e_tr, X_tr, d_tr, e_tr)
-    assert model.columns_used_ == ["open_deal_stage", "open_deal_age_days", "open_deal_amount", "n_meeting_90d"]
+    assert model.columns_used_ == ["deal_stage", "deal_age_days", "deal_amount", "n_meeting_90d"]
     won = model.predict_won_within(X_te, [30, 60, 90])
     assert won.shape == (1000, 3) and np.all((won >= 0) & (won <= 1))
     assert np.all(np.diff(won, axis=1) >= 0)
     assert concordance(d_te, e_te, model.predict_proba(X_te)) > 0.6
     median = model.predict_median_days(X_te)
-    fast = X_te["open_deal_stage"].to_numpy() == 3
+    fast = X_te["deal_stage"].to_numpy() == 3
     assert np.nanmedian(median[fast]) < np.nanmedian(np.where(np.isnan(median[~fast]), np.inf, median[~fast]))
 
 
@@ -301,7 +301,7 @@ def test_binary_baselines_refuse_to_predict_before_fit(cls: type) -> None:
 
 @pytest.mark.parametrize("cls", [StageCumulativeIncidence, CoxBaseline])
 def test_survival_baselines_refuse_to_predict_before_fit(cls: type) -> None:
-    X = pd.DataFrame({"open_deal_stage": [1.0], "open_deal_age_days": [3.0], "open_deal_amount": [10.0]})
+    X = pd.DataFrame({"deal_stage": [1.0], "deal_age_days": [3.0], "deal_amount": [10.0]})
     for predict in (lambda m: m.predict_proba(X), lambda m: m.predict_won_within(X, [30]), lambda m: m.predict_median_days(X)):
         with pytest.raises(NotFittedError):
             predict(cls())
@@ -329,7 +329,7 @@ def test_missing_column_at_predict_time_is_named() -> None:
         model.predict_proba(X.drop(columns=["n_email_click_30d"]))
 
 
-@pytest.mark.parametrize(("cls", "needed"), [(StageCumulativeIncidence, "open_deal_stage"), (CoxBaseline, "open_deal_amount")])
+@pytest.mark.parametrize(("cls", "needed"), [(StageCumulativeIncidence, "deal_stage"), (CoxBaseline, "deal_amount")])
 def test_survival_baselines_name_the_missing_column(cls: type, needed: str) -> None:
     X, d, e = _deals(50, 1)
     with pytest.raises(MissingColumnsError, match=needed):

@@ -292,9 +292,9 @@ def test_score_target_attaches_reasons(demo: dict[str, object]) -> None:
     X = X[~X.index.duplicated()]
     settings: Settings = demo["settings"]  # type: ignore[assignment]
     as_of = demo["plan"].test  # type: ignore[attr-defined]
-    plain = score_target(target, Champion(bundle, "1"), X, X.index, as_of, settings)
+    plain = score_target(target, Champion(bundle, "1"), X, as_of, settings)
     assert "reasons" not in plain.columns
-    scored = score_target(target, Champion(bundle, "1"), X, X.index, as_of, settings, top_k=3)
+    scored = score_target(target, Champion(bundle, "1"), X, as_of, settings, top_k=3)
     assert list(scored.columns[-2:]) == ["reasons", "reasons_text"]
     for reasons, text in zip(scored["reasons"], scored["reasons_text"]):
         assert 1 <= len(reasons) <= 3

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import CRMData
-from features.pipeline import AS_OF_COLUMN, OPEN_DEAL_ID, build_snapshots, feature_columns
+from features.pipeline import AS_OF_COLUMN, build_deal_features, build_snapshots, concat_features, feature_columns
 from radar.config import Settings
 from training.labels import (
     label_churn,
@@ -99,7 +99,7 @@ def rows_at(
         rows.y_service = labels.loc[rows.X.index, "service_churn"].to_numpy()
         return rows
     if target == "time_to_close":
-        return _deal_rows(data, features, columns, as_of, cfg.horizon_days, data_end)
+        return _deal_rows(data, features, as_of, settings, data_end)
     raise ValueError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
 
 
@@ -109,23 +109,20 @@ def _join(features: pd.DataFrame, columns: list[str], labels: pd.DataFrame) -> T
 
 
 def _deal_rows(
-    data: CRMData,
-    features: pd.DataFrame,
-    columns: list[str],
-    as_of: pd.Timestamp,
-    horizon_days: int,
-    data_end: pd.Timestamp,
+    data: CRMData, features: pd.DataFrame, as_of: pd.Timestamp, settings: Settings, data_end: pd.Timestamp
 ) -> TargetRows:
-    """Open deals at as_of, one per person: the leading open deal that the person's
-    ``open_deal_*`` features describe (named by the frame's ``open_deal_id``). Choosing the
-    deal by anything that happens later would bias the labels."""
-    deals = label_time_to_close(data, as_of, horizon_days, data_end)
-    leading = features[OPEN_DEAL_ID].dropna()
-    deals = deals.reindex(pd.Index(leading.to_numpy(), name="deal_id")).dropna(subset=["event"])
-    X = features.loc[deals["person_id"].to_numpy(), columns]
-    event = deals["event"].to_numpy().astype(str)
+    """Every deal open at as_of, one row each (a person with three open deals gives three
+    rows): the deal's own features beside its person's, and how the deal ended."""
+    deals = build_deal_features(data, as_of, settings.features, person_features=features)
+    labels = label_time_to_close(data, as_of, settings.training.horizon_days, data_end)
+    labelled = labels.reindex(pd.Index(deals["deal_id"].to_numpy(), name="deal_id"))
+    keep = labelled["event"].notna().to_numpy()
+    event = labelled["event"].to_numpy()[keep].astype(str)
     return TargetRows(
-        X, (event == "won").astype(np.int8), duration=deals["duration_days"].to_numpy(float), event=event
+        deals.iloc[np.flatnonzero(keep)][feature_columns(deals)],
+        (event == "won").astype(np.int8),
+        duration=labelled["duration_days"].to_numpy(float)[keep],
+        event=event,
     )
 
 
@@ -136,7 +133,7 @@ def stack(parts: list[TargetRows]) -> TargetRows:
         return None if any(v is None for v in values) else np.concatenate(values)
 
     return TargetRows(
-        X=pd.concat([p.X for p in parts]),
+        X=concat_features([p.X for p in parts]),
         y=np.concatenate([p.y for p in parts]),
         duration=cat("duration"),
         event=cat("event"),

@@ -158,7 +158,7 @@ def log_target(
     uri = _uri(tracking_uri)
     registered = model_name(name or bundle.target)
     example = _privacy_safe_example(input_example)
-    with using_store(uri) as client, target_run(bundle.target, uri, experiment) as run:
+    with using_store(uri) as client, target_run(bundle.target, uri, experiment):
         mlflow.log_params(flatten_params(params) | bundle_params(bundle))
         mlflow.log_metrics(metric_names(bundle))
         mlflow.set_tags({"radar.target": bundle.target, "radar.model_type": bundle.model_type})

@@ -20,7 +20,7 @@ from training.baselines._common import as_float, check_fitted, require_columns
 from training.survival import EVENT_CODES, median_from_cif
 
 WON, LOST = EVENT_CODES["won"], EVENT_CODES["lost"]
-#: Stage key of deals that have no stage event yet (``open_deal_stage`` is NaN).
+#: Stage key of deals that have no stage event yet (``deal_stage`` is NaN).
 NO_STAGE = -1.0
 
 
@@ -89,12 +89,12 @@ class _CurveBaseline:
 
 class StageCumulativeIncidence(_CurveBaseline):
     """Nonparametric P(won by t) per deal stage: one Aalen-Johansen curve per
-    ``open_deal_stage`` (deals without a stage form their own group), learnt on the
+    ``deal_stage`` (deals without a stage form their own group), learnt on the
     training deals. A stage with fewer than ``min_stage_deals`` training deals, or not
     seen in training, gets the pooled curve of all training deals."""
 
     name = "stage_cif"
-    columns: tuple[str, ...] = ("open_deal_stage",)
+    columns: tuple[str, ...] = ("deal_stage",)
 
     def __init__(self, horizon_days: int = 90, min_stage_deals: int = 20, seed: int = 42) -> None:
         self.horizon_days = horizon_days
@@ -103,7 +103,7 @@ class StageCumulativeIncidence(_CurveBaseline):
 
     def _stages(self, X: pd.DataFrame) -> np.ndarray:
         require_columns(X, self.columns, type(self).__name__)
-        return np.nan_to_num(as_float(X, "open_deal_stage"), nan=NO_STAGE)
+        return np.nan_to_num(as_float(X, "deal_stage"), nan=NO_STAGE)
 
     def fit(
         self,
@@ -138,11 +138,11 @@ class StageCumulativeIncidence(_CurveBaseline):
 
 #: Deal features the Cox baseline uses when present; the first three are required.
 COX_COLUMNS: tuple[str, ...] = (
-    "open_deal_stage",
-    "open_deal_age_days",
-    "open_deal_amount",
-    "open_deal_days_since_stage_change",
-    "open_deal_n_stage_changes",
+    "deal_stage",
+    "deal_age_days",
+    "deal_amount",
+    "deal_days_since_stage_change",
+    "deal_n_stage_changes",
     "n_meeting_90d",
     "n_call_90d",
     "n_email_click_30d",
@@ -190,7 +190,7 @@ class CoxBaseline(_CurveBaseline):
     def _design(self, X: pd.DataFrame, columns: list[str]) -> np.ndarray:
         require_columns(X, columns, type(self).__name__)
         parts = [as_float(X, c) for c in columns]
-        parts = [np.log1p(np.maximum(v, 0.0)) if c == "open_deal_amount" else v for c, v in zip(columns, parts)]
+        parts = [np.log1p(np.maximum(v, 0.0)) if c == "deal_amount" else v for c, v in zip(columns, parts)]
         return np.column_stack(parts) if parts else np.zeros((len(X), 0))
 
     def _fit_cause(self, Z: np.ndarray, duration: np.ndarray, happened: np.ndarray) -> Pipeline:
