@@ -337,6 +337,7 @@ def score(
         scores = score_flat(bundle, table, id_column, settings.scoring).assign(model_version=str(info.version))
         scores = record_scores(scores, date.today(), settings, key=str(scores.columns[0]), target=model)
     elif data_dir is not None:
+        from features.source_ids import source_ids, with_source_ids
         from serving.scoring import load_champions, score_people
         from training.datasets import data_span
 
@@ -352,8 +353,8 @@ def score(
         else:
             scores = score_people(data, moment, champions, settings, top_k=top_k or None)
         # One cell of plain sentences for CRMs and spreadsheets; the structured list stays
-        # in the API's answers.
-        scores = scores.drop(columns=["reasons"], errors="ignore")
+        # in the API's answers. Every row carries the CRM's own ids to upsert on.
+        scores = with_source_ids(scores.drop(columns=["reasons"], errors="ignore"), source_ids(data, moment))
         scores = record_scores(scores, moment.date(), settings)
     else:
         raise typer.BadParameter("give a CRM folder, or --table FILE --model NAME")

@@ -56,12 +56,19 @@ class TargetRows:
 
 
 def data_span(data: CRMData) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First event and the exclusive end of the data (the day after the last event)."""
+    """First event and the exclusive end of the data (the day after the last event).
+
+    A deal's close and a lead's conversion are events too: an export taken after a deal
+    closed must not score that deal as open."""
     stamps = []
-    for name, column in (("leads", "created_at"), ("orders", "timestamp"), ("interactions", "timestamp"), ("deals", "created_at")):
+    for name, column, outcome in (("leads", "created_at", "converted_at"), ("orders", "timestamp", None),
+                                  ("interactions", "timestamp", None), ("deals", "created_at", "closed_at")):
         table = getattr(data, name)
         if table is not None and len(table):
-            stamps.append((table[column].min(), table[column].max()))
+            last = table[column].max()
+            if outcome in table.columns and table[outcome].notna().any():
+                last = max(last, table[outcome].max())
+            stamps.append((table[column].min(), last))
     if not stamps:
         raise ValueError("no dated events: give at least one of leads, orders, interactions or deals")
     start = min(s for s, _ in stamps)

@@ -397,7 +397,9 @@ class LogisticBaseline:
         return pd.DataFrame(out, index=X.index)
 
     def _pipeline(self, C: float) -> Pipeline:
-        numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+        # An all-missing column (no stage history in this export) stays, as zeros, unwarned.
+        imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+        numeric = make_pipeline(imputer, StandardScaler())
         encoder = ColumnTransformer(
             [
                 ("num", numeric, self.numeric_),

@@ -101,7 +101,9 @@ class LogisticBaseline:
         # min_frequency folds rare levels together so a job title seen twice cannot get
         # its own large coefficient; unseen levels score as the reference.
         onehot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=self.min_category_rows)
-        numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+        # An all-missing column (no stage history in this export) stays, as zeros, unwarned.
+        imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+        numeric = make_pipeline(imputer, StandardScaler())
         columns = ColumnTransformer(
             [("categorical", onehot, self.categorical_used_), ("numeric", numeric, self.numeric_used_)]
         )

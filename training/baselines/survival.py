@@ -196,7 +196,7 @@ class CoxBaseline(_CurveBaseline):
     def _fit_cause(self, Z: np.ndarray, duration: np.ndarray, happened: np.ndarray) -> Pipeline:
         y = Surv.from_arrays(event=happened, time=duration)
         pipeline: Pipeline = make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True),
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
             StandardScaler(),
             CoxPHSurvivalAnalysis(alpha=self.alpha),
         )
