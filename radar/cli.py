@@ -632,13 +632,28 @@ def push(
         Optional[list[str]], typer.Option(help="Extra header 'Name: value' (e.g. the CRM's token); repeatable.")
     ] = None,
     report: Annotated[Path, typer.Option(help="CSV of the rows not delivered, with reasons.")] = Path("push_report.csv"),
+    match: Annotated[
+        Optional[str],
+        typer.Option(help="Key each record by the CRM's own id: lead_id, customer_id or deal_id (one record per id "
+                          "of a merged person; rows without one are not sent). Default: the score rows as they are."),
+    ] = None,
 ) -> None:
     """Post scores to a CRM webhook in batches with retries; write what failed and why."""
+    from features.source_ids import MATCH_KINDS, one_row_per_id
     from serving.push import PushSettings, push_scores, read_scores, write_report
 
+    if match is not None and match not in MATCH_KINDS:
+        raise typer.BadParameter(f"--match takes {', '.join(MATCH_KINDS)}, not {match!r}")
     headers = dict(_header(h) for h in header or [])
     settings = PushSettings(url=url, batch_size=batch_size, attempts=attempts, backoff_seconds=backoff, headers=headers)
-    result = push_scores(read_scores(scores), settings)
+    table = read_scores(scores)
+    if match is not None:
+        try:
+            table = one_row_per_id(table, match)
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        console.print(f"{plural(len(table), 'record')} keyed by {match}")
+    result = push_scores(table, settings)
     write_report(result, report)
     colour = "green" if result.failed_rows == 0 else "yellow"
     console.print(f"[{colour}]{plural(result.sent_rows, 'row')} delivered, {result.failed_rows:,} failed[/] "

@@ -22,6 +22,7 @@ from features.contract import CRMData
 from features.rows import FeatureRows
 from features.pipeline import build_deal_features, build_features
 from features.privacy import redact
+from features.source_ids import ID_COLUMNS, SEPARATOR, source_ids
 from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
@@ -97,7 +98,8 @@ class ScoringApp:
     def score(self, request: ScoreRequest) -> PersonScores:
         answer = self._score_all([request], request)[0]
         if answer.error:
-            raise ApiError(404, answer.error, field="person_id")
+            field = next((k for k in ("lead_id", "customer_id") if getattr(request, k) is not None), "person_id")
+            raise ApiError(404, answer.error, field=field)
         return answer
 
     def score_batch(self, request: BatchRequest) -> BatchResponse:
@@ -114,7 +116,7 @@ class ScoringApp:
         groups: dict[tuple[bool, datetime | None], list[_Job]] = defaultdict(list)
         for i, person in enumerate(persons):
             by_history = person.history is not None
-            key = f"#{i}" if by_history else str(person.person_id)
+            key = f"#{i}" if by_history else str(person.person_id or "")
             groups[(by_history, _naive(person.as_of))].append(_Job(i, person, key))
         answers: list[PersonScores | None] = [None] * len(persons)
         for (by_history, as_of), jobs in groups.items():
@@ -130,18 +132,30 @@ class ScoringApp:
         if as_of is not None and as_of != datetime(as_of.year, as_of.month, as_of.day):
             raise ApiError(422, "by person_id, as_of must be a materialised day (YYYY-MM-DD)", field="as_of")
         try:
+            unknown = {j.position: self._find_person(j, as_of) for j in jobs if j.request.person_id is None}
             found = self.store.read_rows([j.key for j in jobs], as_of.date() if as_of else None)
         except UnknownDay as err:
             raise ApiError(404, str(err), field="as_of", detail=f"materialised days: {self._days()}") from None
+        ids = self.store.read_ids(found.as_of, [j.key for j in jobs])
         moment = pd.Timestamp(found.as_of)
         deals = None
         if "time_to_close" in targets and found.eligible["time_to_close"].any():
             deals = self.store.read_deals(found.as_of, found.rows.take(np.flatnonzero(found.eligible["time_to_close"])))
         scores = self._score_rows(found.rows, found.eligible, moment, targets, top_k, ValueBasis.stored(found.population),
                                   deals)
-        unknown = f"in the features of {found.as_of}"
-        return [self._answer(j, moment, targets, scores, found.rows.ids, f"unknown person_id {redact(j.key)!r} {unknown}")
+        where = f"in the features of {found.as_of}"
+        return [self._answer(j, moment, targets, scores, found.rows.ids,
+                             unknown.get(j.position) or f"unknown person_id {redact(j.key)!r} {where}", ids)
                 for j in jobs]
+
+    def _find_person(self, job: _Job, as_of: datetime | None) -> str:
+        """Point a job asked by ``lead_id`` or ``customer_id`` at its person (its key stays
+        empty when none has that id); returns the message for an unknown id."""
+        kind = "lead_id" if job.request.lead_id is not None else "customer_id"
+        value = str(getattr(job.request, kind))
+        day, person = self.store.find_person(kind, value, as_of.date() if as_of else None)
+        job.key = person or ""
+        return f"unknown {kind} {redact(value)!r} in the features of {day}"
 
     def _from_history(self, jobs: list[_Job], as_of: datetime | None, targets: list[str], top_k: int) -> list[PersonScores]:
         moment = pd.Timestamp(as_of or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0))
@@ -157,7 +171,10 @@ class ScoringApp:
             people = features.loc[eligible["time_to_close"]]
             deals = FeatureRows.from_frame(build_deal_features(data, moment, self.settings.features, person_features=people))
         scores = self._score_rows(FeatureRows.from_frame(features), eligible, moment, targets, top_k, basis, deals)
-        return [self._answer(j, moment, targets, scores, features.index.to_numpy(), "") for j in jobs]
+        # The CRM's ids are the lead ids the request gave (a lead sent without one has none).
+        given = CRMData(leads=None if data.leads is None else data.leads[data.leads["lead_id"].isin(_given_lead_ids(jobs))])
+        ids = source_ids(given, moment)
+        return [self._answer(j, moment, targets, scores, features.index.to_numpy(), "", ids) for j in jobs]
 
     # --- scoring and answers ------------------------------------------------------------
 
@@ -182,16 +199,19 @@ class ScoringApp:
         return by_person
 
     def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: dict[str, list[dict[str, Any]]],
-                known: np.ndarray, unknown_message: str) -> PersonScores:
-        label = job.request.person_id
-        if job.request.history is None and job.key not in known:
-            return PersonScores(person_id=label, as_of=as_of.to_pydatetime(), scores=[], error=unknown_message)
+                known: np.ndarray, unknown_message: str, ids: pd.DataFrame) -> PersonScores:
+        by_id = job.request.history is None
+        label = job.key if by_id and job.key else job.request.person_id
+        if by_id and job.key not in known:
+            asked = {k: getattr(job.request, k) for k in ("lead_id", "customer_id") if getattr(job.request, k)}
+            return PersonScores(person_id=label, as_of=as_of.to_pydatetime(), scores=[], error=unknown_message,
+                                **asked)
         answered = scores.get(job.key, [])
         done = {s["target"] for s in answered}
         skipped = {t: ("no champion model yet" if t not in self.models.champions else WHY_NOT[t])
                    for t in targets if t not in done}
         return PersonScores.model_validate({"person_id": label, "as_of": as_of.to_pydatetime(), "scores": answered,
-                                            "not_applicable": skipped})
+                                            "not_applicable": skipped, **_crm_ids(ids, job.key)})
 
     def _basis(self) -> ValueBasis | None:
         """The latest materialised population's figures, if there is one."""
@@ -205,6 +225,20 @@ class ScoringApp:
     def _days(self) -> str:
         days = self.store.days() if self.store else []
         return ", ".join(d.isoformat() for d in days[-5:]) or "none"
+
+
+def _given_lead_ids(jobs: list[_Job]) -> list[str]:
+    return [lead.lead_id for j in jobs if j.request.history is not None for lead in j.request.history.leads
+            if lead.lead_id is not None]
+
+
+def _crm_ids(ids: pd.DataFrame, person: str) -> dict[str, Any]:
+    """One person's CRM ids as answer fields (none known: empty)."""
+    if person not in ids.index:
+        return {}
+    row = ids.loc[person]
+    listed = {f"{k}s": str(row[f"{k}s"]).split(SEPARATOR) if pd.notna(row[f"{k}s"]) else [] for k in ID_COLUMNS}
+    return {k: row[k] if pd.notna(row[k]) else None for k in ID_COLUMNS} | listed
 
 
 def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,7 +8,9 @@ adding a day never rewrites another and a re-materialised day replaces only itse
 ``snapshots`` table lists the days with the population figures that expected values are
 read against. Time to close scores each open deal: a day's ``deals_YYYYMMDD`` table holds
 every open deal's own features (``person_id``, ``deal_id``, the deal columns of
-``features.pipeline.build_deal_features``), joined with the person's row when read.
+``features.pipeline.build_deal_features``), joined with the person's row when read. A
+day's ``ids_YYYYMMDD`` table maps the CRM's own ids (``lead_id``, ``customer_id``: every
+one of a merged person, oldest first) to ``person_id``, both ways.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 
 from features.contract import CRMData
 from features.families import DEAL_ROW_FEATURES
+from features.source_ids import ID_COLUMNS, SEPARATOR, source_ids
 from features.pipeline import DEAL_COLUMN, build_deal_features, build_features
 from features.rows import FeatureRows
 from radar.config import Settings
@@ -94,24 +97,29 @@ class FeatureStore:
         return conn
 
     def write(self, features: pd.DataFrame, eligible: dict[str, pd.Index], as_of: date,
-              deals: pd.DataFrame | None = None) -> int:
+              deals: pd.DataFrame | None = None, ids: pd.DataFrame | None = None) -> int:
         """Store one day (replacing that day if present), with the open deals' own rows
-        (``build_deal_features``' frame, or None: no open deals); returns the number of persons."""
-        table, deal_table = f"features_{as_of:%Y%m%d}", _deal_table(as_of)
+        (``build_deal_features``' frame, or None: no open deals) and the persons' CRM ids
+        (``features.source_ids.source_ids``' frame); returns the number of persons."""
+        table, deal_table, id_table = f"features_{as_of:%Y%m%d}", _deal_table(as_of), _id_table(as_of)
         frame = _storable(features, eligible)
         own = _deal_storable(deals)
+        long_ids = _ids_storable(ids)
         text_columns = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
         text_columns += [c for c in own.columns if c != "person_id" and not pd.api.types.is_numeric_dtype(own[c])]
         conn = self._connection()
         staging = f"{table}_staging"
         frame.to_sql(staging, conn, if_exists="replace", index=False, chunksize=5_000)
         own.to_sql(f"{deal_table}_staging", conn, if_exists="replace", index=False, chunksize=5_000)
+        long_ids.to_sql(f"{id_table}_staging", conn, if_exists="replace", index=False, chunksize=5_000)
         with conn:  # one transaction: readers see the old day or the new one, never half
-            for name in (table, deal_table):
+            for name in (table, deal_table, id_table):
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
                 conn.execute(f'ALTER TABLE "{name}_staging" RENAME TO "{name}"')
             conn.execute(f'CREATE UNIQUE INDEX "{table}_person" ON "{table}" (person_id)')
             conn.execute(f'CREATE INDEX "{deal_table}_person" ON "{deal_table}" (person_id)')
+            conn.execute(f'CREATE INDEX "{id_table}_id" ON "{id_table}" (kind, source_id)')
+            conn.execute(f'CREATE INDEX "{id_table}_person" ON "{id_table}" (person_id)')
             conn.execute(
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
                 (as_of.isoformat(), table, json.dumps(text_columns), json.dumps(population_figures(features)),
@@ -165,6 +173,29 @@ class FeatureStore:
         }
         return FeatureRows(rows.ids, {n: rows.column(n) for n in rows.names} | own)
 
+    def find_person(self, kind: str, source_id: str, as_of: date | None = None) -> tuple[date, str | None]:
+        """The ``person_id`` that a CRM id (``kind``: lead_id or customer_id) belongs to at
+        ``as_of`` (default: the latest day); None when no person has it."""
+        day = self._snapshot(as_of)[0]
+        try:
+            found = self._connection().execute(
+                f'SELECT person_id FROM "{_id_table(day)}" WHERE kind = ? AND source_id = ? LIMIT 1',
+                (kind, source_id)).fetchone()
+        except sqlite3.OperationalError:  # a day stored before the CRM ids were kept
+            found = None
+        return day, found[0] if found else None
+
+    def read_ids(self, day: date, person_ids: list[str]) -> pd.DataFrame:
+        """The CRM ids of the given persons at ``day``, as ``source_ids`` gives them."""
+        marks = ",".join("?" * len(person_ids))
+        try:
+            records = self._connection().execute(
+                f'SELECT person_id, kind, source_id FROM "{_id_table(day)}" WHERE person_id IN ({marks}) '
+                "ORDER BY rowid", person_ids).fetchall()
+        except sqlite3.OperationalError:
+            records = []
+        return _ids_frame(pd.DataFrame(records, columns=["person_id", "kind", "source_id"]))
+
     def _snapshot(self, as_of: date | None) -> tuple[date, str, list[str], dict[str, float]]:
         """The day's table, its text columns and population figures (latest day by default)."""
         conn = self._connection()
@@ -214,6 +245,34 @@ def _deal_storable(deals: pd.DataFrame | None) -> pd.DataFrame:
     return own.reset_index(drop=True)
 
 
+def _id_table(as_of: date) -> str:
+    return f"ids_{as_of:%Y%m%d}"
+
+
+def _ids_storable(ids: pd.DataFrame | None) -> pd.DataFrame:
+    """Every CRM id of every person as a row (person_id, kind, source_id), oldest first."""
+    rows = []
+    if ids is not None:
+        for kind in ID_COLUMNS:
+            every = ids[f"{kind}s"].dropna().astype(str).str.split(SEPARATOR).explode()
+            rows.append(pd.DataFrame({"person_id": every.index.astype(str), "kind": kind,
+                                      "source_id": every.to_numpy(dtype=object)}))
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ("person_id", "kind", "source_id")})
+    return pd.concat(rows, ignore_index=True)
+
+
+def _ids_frame(long: pd.DataFrame) -> pd.DataFrame:
+    """Stored (person_id, kind, source_id) rows back to ``source_ids``' frame."""
+    columns = {}
+    for kind in ID_COLUMNS:
+        grouped = long[long["kind"] == kind].groupby("person_id", sort=False)["source_id"]
+        columns[kind] = grouped.last()
+        columns[f"{kind}s"] = grouped.agg(SEPARATOR.join)
+    frame = pd.DataFrame(columns).reindex(columns=[*ID_COLUMNS, *(f"{k}s" for k in ID_COLUMNS)])
+    return frame.astype(object).rename_axis("person_id")
+
+
 def _as_rows(columns: list[str], records: list[tuple], text_columns: list[str]) -> tuple[FeatureRows, dict[str, np.ndarray]]:
     """Stored records back to feature rows (numbers in one float block, NULL → NaN; text as
     text) and, per target, whether it applies to each row."""
@@ -251,4 +310,4 @@ def materialize(
         features = build_features(data, as_of, settings.features)
     populations = {t: eligible(t, data, features, as_of, settings) for t in TARGETS}
     deals = build_deal_features(data, as_of, settings.features, person_features=features.loc[populations["time_to_close"]])
-    return store.write(features, populations, pd.Timestamp(as_of).date(), deals)
+    return store.write(features, populations, pd.Timestamp(as_of).date(), deals, source_ids(data, as_of))

@@ -66,7 +66,8 @@ def read_scores(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     if suffix == ".xlsx":
         return pd.read_excel(path)
-    return pd.read_csv(path, dtype={"person_id": str, "deal_id": str, "model_version": str})
+    ids = ("person_id", "lead_id", "customer_id", "lead_ids", "customer_ids", "deal_id", "model_version")
+    return pd.read_csv(path, dtype={c: str for c in ids})
 
 
 def records(frame: pd.DataFrame) -> list[dict]:

@@ -131,6 +131,13 @@ class PersonRequest(BaseModel):
 
     model_config = _REQUEST
     person_id: Optional[str] = Field(None, min_length=1, max_length=200)
+    lead_id: Optional[str] = Field(
+        None, min_length=1, max_length=200, description="Find the person by the CRM's lead id (instead of person_id)."
+    )
+    customer_id: Optional[str] = Field(
+        None, min_length=1, max_length=200,
+        description="Find the person by the CRM's customer id (instead of person_id).",
+    )
     history: Optional[PersonHistory] = None
     as_of: Optional[Moment] = Field(
         None,
@@ -140,8 +147,14 @@ class PersonRequest(BaseModel):
 
     @model_validator(mode="after")
     def _id_or_history(self) -> PersonRequest:
-        if self.person_id is None and self.history is None:
-            raise ValueError("give person_id (feature store) or history (raw events)")
+        ids = [name for name in ("person_id", "lead_id", "customer_id") if getattr(self, name) is not None]
+        if not ids and self.history is None:
+            raise ValueError("give person_id, lead_id or customer_id (feature store), or history (raw events)")
+        if len(ids) > 1:
+            raise ValueError(f"give one of person_id, lead_id and customer_id, not {' and '.join(ids)}")
+        if self.history is not None and (self.lead_id or self.customer_id):
+            raise ValueError("with a history, label the answer with person_id (lead_id and customer_id find a "
+                             "stored person)")
         return self
 
 
@@ -222,6 +235,10 @@ class TargetScore(BaseModel):
 
 class PersonScores(BaseModel):
     person_id: Optional[str]
+    lead_id: Optional[str] = Field(None, description="The person's latest lead id in the CRM.")
+    customer_id: Optional[str] = Field(None, description="The person's latest customer id in the CRM.")
+    lead_ids: list[str] = Field(default_factory=list, description="Every lead id of the person, oldest first.")
+    customer_ids: list[str] = Field(default_factory=list, description="Every customer id of the person, oldest first.")
     as_of: datetime
     scores: list[TargetScore]
     not_applicable: dict[str, str] = Field(

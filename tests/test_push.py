@@ -22,7 +22,7 @@ class _Webhook(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).calls.append({"batch": body["batch"], "n": len(body["records"]),
-                                 "token": self.headers.get("Authorization")})
+                                 "token": self.headers.get("Authorization"), "records": body["records"]})
         status = 200
         if body["batch"] == 4:
             status = 422
@@ -94,3 +94,30 @@ def test_records_are_json_ready(tmp_path: Path) -> None:
     assert row["median_days_to_win"] is None and row["as_of"].startswith("2025-01-15")
     frame.to_csv(tmp_path / "s.csv", index=False)
     assert read_scores(tmp_path / "s.csv")["person_id"].tolist() == ["P000", "P001"]
+
+
+def test_push_match_keys_every_record_by_the_crms_own_id(webhook: str, tmp_path: Path) -> None:
+    """A merged person with two lead records gets one record per lead id; a person the CRM
+    has no lead for is not sent (there is nothing to upsert on)."""
+    from typer.testing import CliRunner
+
+    from radar.cli import app
+
+    scores = _scores(3).assign(lead_id=["L2", None, "L9"], lead_ids=["L1;L2", None, "L9"],
+                               customer_id=["C1", "C2", None], customer_ids=["C1", "C2", None])
+    path = tmp_path / "scores.csv"
+    scores.to_csv(path, index=False)
+    runner = CliRunner()
+    result = runner.invoke(app, ["push", "--url", webhook, "--scores", str(path), "--match", "lead_id",
+                                 "--report", str(tmp_path / "report.csv")])
+    assert result.exit_code == 0, result.output
+    sent = [r for call in _Webhook.calls for r in call["records"]]
+    assert [(r["lead_id"], r["person_id"]) for r in sent] == [("L1", "P000"), ("L2", "P000"), ("L9", "P002")]
+    assert sent[0]["score"] == sent[1]["score"] == scores.loc[0, "score"]
+    _Webhook.calls = []
+    by_customer = runner.invoke(app, ["push", "--url", webhook, "--scores", str(path), "--match", "customer_id",
+                                      "--report", str(tmp_path / "report.csv")])
+    assert by_customer.exit_code == 0, by_customer.output
+    assert [r["customer_id"] for call in _Webhook.calls for r in call["records"]] == ["C1", "C2"]
+    wrong = runner.invoke(app, ["push", "--url", webhook, "--scores", str(path), "--match", "email"])
+    assert wrong.exit_code == 2 and "--match takes lead_id, customer_id, deal_id" in wrong.output

@@ -100,6 +100,36 @@ def test_scores_by_id_equal_batch_scores(client: httpx.Client, batch: pd.DataFra
             _assert_same(response.json()["scores"], batch, person, target)
 
 
+def test_a_person_is_found_by_the_crms_lead_id_or_customer_id(client: httpx.Client, batch: pd.DataFrame,
+                                                               trained: tuple) -> None:
+    from features.source_ids import source_ids
+
+    _, data, as_of = trained
+    ids = source_ids(data, as_of)
+    buyers = ids[ids["customer_id"].notna() & ids["lead_id"].notna()]
+    person = next(p for p in _people(batch, "purchase_probability", 200) if p in buyers.index)
+    by_person = client.post("/score", json={"person_id": person}).json()
+    assert by_person["lead_id"] == ids.loc[person, "lead_id"]
+    assert by_person["customer_id"] == ids.loc[person, "customer_id"]
+    assert by_person["lead_ids"] == ids.loc[person, "lead_ids"].split(";")
+    for kind in ("lead_id", "customer_id"):
+        response = client.post("/score", json={kind: ids.loc[person, kind]})
+        assert response.status_code == 200, response.text
+        assert response.json() == by_person
+    # A merged person is found by any of their ids, not only the latest.
+    merged = ids[ids["lead_ids"].str.contains(";", na=False)]
+    if len(merged):
+        first = merged["lead_ids"].iloc[0].split(";")[0]
+        assert client.post("/score", json={"lead_id": first}).json()["person_id"] == merged.index[0]
+    unknown = client.post("/score", json={"customer_id": "no-such-customer"})
+    assert unknown.status_code == 404 and unknown.json()["field"] == "customer_id"
+    both = client.post("/score", json={"person_id": person, "lead_id": "x"})
+    assert both.status_code == 400 and "one of person_id, lead_id and customer_id" in both.text
+    batch_answer = client.post("/score_batch", json={"persons": [{"lead_id": ids.loc[person, "lead_id"]},
+                                                                 {"lead_id": "nope"}]}).json()["results"]
+    assert batch_answer[0]["person_id"] == person and "unknown lead_id" in batch_answer[1]["error"]
+
+
 def test_scores_by_history_equal_batch_scores(client: httpx.Client, batch: pd.DataFrame, trained: tuple,
                                               crm_history) -> None:
     as_of = trained[2]
