@@ -151,3 +151,26 @@ def test_the_decision_serialises_with_its_intervals() -> None:
     payload = decision.to_dict()
     assert payload["served"] == MODEL and payload["calibration"]["noise"] > 0
     assert {"a", "b", "metric", "estimate", "low", "high"} <= set(payload["differences"][0])
+
+
+def test_on_rare_outcomes_a_baseline_that_cannot_rank_does_not_serve_by_a_hair_of_brier() -> None:
+    """A constant's Brier can edge out a real ranking's within noise when outcomes are rare
+    (Olist's funnel: 4 conversions in 1,085 test leads). The ranking baseline serves."""
+    rng = np.random.default_rng(3)
+    truth = 1 / (1 + np.exp(-(-6.0 + 1.5 * rng.normal(size=4000))))
+    y = (rng.random(len(truth)) < truth).astype(int)
+    ranking, constant = np.clip(truth * 2.5, 0, 1), np.full(len(y), y.mean())
+    assert np.mean((constant - y) ** 2) < np.mean((ranking - y) ** 2)
+    decision = decide(Outcomes("binary", y=y), {"channel_rate": constant, "logistic": ranking}, CONFIG)
+    assert decision.served == "logistic"
+    assert any("channel_rate ranks worse than logistic beyond noise" in r for r in decision.reasons)
+
+
+def test_a_baseline_with_a_better_proper_score_beyond_noise_still_serves_over_a_better_ranker() -> None:
+    truth, y = world(3000, 8)
+    calibrated = coarse(truth, 4)
+    overconfident = np.clip(truth * 1.8, 0, 1)
+    judged = judge(Outcomes("binary", y=y), {"coarse": calibrated, "sharp": overconfident}, CONFIG)
+    assert judged.difference("coarse", "sharp", "brier").high < 0
+    decision = decide(Outcomes("binary", y=y), {"coarse": calibrated, "sharp": overconfident}, CONFIG)
+    assert decision.served == "coarse"

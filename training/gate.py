@@ -311,12 +311,12 @@ def check_calibration(
 def pick(judgement: Judgement, calibration: Calibration | None, contenders: list[str]) -> tuple[str, list[str]]:
     """The contender that serves from this run (module doc, rule 2), with the reasons."""
     baselines = [c for c in contenders if c not in (MODEL, CHAMPION)]
-    best = min(baselines, key=lambda n: _nan_last(judgement.point[n][judgement.loss])) if baselines else None
-    reasons: list[str] = []
+    best, skipped = _best_baseline(judgement, baselines)
+    reasons: list[str] = skipped
     if MODEL not in contenders:
         if best is None:
             raise ValueError("the gate needs at least one contender")
-        return best, [f"no model was trained; {best}, the baseline with the best {judgement.loss}, serves"]
+        return best, [*reasons, f"no model was trained; {best}, the baseline with the best {judgement.loss}, serves"]
     honest = calibration is None or calibration.honest
     if calibration is not None:
         reasons.append(
@@ -337,6 +337,33 @@ def pick(judgement: Judgement, calibration: Calibration | None, contenders: list
         if better:
             return name, [*reasons, why, f"{name} serves"]
     return MODEL, [*reasons, "model serves"]
+
+
+def _best_baseline(judgement: Judgement, baselines: list[str]) -> tuple[str | None, list[str]]:
+    """The baseline with the best proper score among those that no other baseline out-ranks
+    beyond noise without a worse proper score beyond noise. On rare outcomes the proper
+    scores of a constant and of a real ranking differ by less than their noise, and the
+    point estimate alone would serve the one that cannot rank (rule 3 asks both)."""
+    def outranked_by(name: str) -> str | None:
+        for other in baselines:
+            if other == name:
+                continue
+            rank = judgement.difference(other, name, judgement.rank)
+            loss = judgement.difference(other, name, judgement.loss)
+            if rank.low > 0 and not loss.low > 0:
+                return f"{name} ranks worse than {other} beyond noise ({_interval(judgement.difference(name, other, judgement.rank))}) and is set aside"
+        return None
+
+    def loss_of(name: str) -> float:
+        return _nan_last(judgement.point[name][judgement.loss])
+
+    verdicts = {name: outranked_by(name) for name in baselines}
+    standing = [name for name in baselines if verdicts[name] is None] or baselines
+    if not standing:
+        return None, []
+    best = min(standing, key=loss_of)
+    skipped = [why for name, why in verdicts.items() if why and loss_of(name) <= loss_of(best)]
+    return best, skipped
 
 
 def _nan_last(value: float) -> float:
