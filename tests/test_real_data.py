@@ -25,7 +25,6 @@ REAL = Path(__file__).resolve().parent / "fixtures" / "real"
 SHARED = Path(os.environ.get("RADAR_TEST_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 #: Contenders that are Radar's own model rather than a classical baseline.
 MODEL = "model"
-SOURCE_IDS_PENDING = "source ids on score files land with issue 12 item 6"
 
 
 def data_file(folder: str, name: str) -> Path:
@@ -194,8 +193,7 @@ def test_cdnow_every_customer_gets_a_purchase_score_keyed_by_their_customer_id(c
     orders = pd.read_csv(data_file("cdnow_orders", "orders.csv.gz"), dtype=str)
     purchase = cdnow.scores[cdnow.scores["target"] == "purchase_probability"]
     assert purchase["person_id"].is_unique and len(purchase) == orders["customer_id"].nunique()
-    if "customer_id" not in cdnow.scores.columns:
-        pytest.xfail(SOURCE_IDS_PENDING)
+    assert "customer_id" in cdnow.scores.columns
     assert set(purchase["customer_id"]) == set(orders["customer_id"])
 
 
@@ -220,8 +218,7 @@ def test_olist_lead_scores_are_keyed_by_the_exports_lead_id(olist) -> None:
     won = pd.to_datetime(leads["won_date"].replace("", None), format="%d-%m-%Y %H:%M")
     open_young = (created < as_of) & (created >= as_of - pd.Timedelta(days=90)) & ~(won < as_of)
     assert len(scored) == int(open_young.sum())
-    if "lead_id" not in olist.scores.columns:
-        pytest.xfail(SOURCE_IDS_PENDING)
+    assert "lead_id" in olist.scores.columns
     assert set(scored["lead_id"]) == set(leads.loc[open_young, "mql_id"])
 
 
@@ -250,13 +247,11 @@ def test_maven_deal_scores_are_keyed_by_opportunity_and_account(maven) -> None:
     scored = maven.scores[maven.scores["target"] == "time_to_close"]
     open_deals = maven_open_deals(scored["as_of"].iloc[0])
     assert len(scored) and set(scored["deal_id"]) <= set(open_deals["opportunity_id"])
-    if "customer_id" not in maven.scores.columns:
-        pytest.xfail(SOURCE_IDS_PENDING)
+    assert "customer_id" in maven.scores.columns
     account = open_deals.set_index("opportunity_id")["account"]
     assert scored["customer_id"].tolist() == account.loc[scored["deal_id"]].tolist()
 
 
-@pytest.mark.xfail(strict=True, reason="every open deal is scored with issue 12 item 5; today one per account")
 def test_maven_every_open_deal_is_scored(maven) -> None:
     scored = maven.scores[maven.scores["target"] == "time_to_close"]
     assert set(scored["deal_id"]) == set(maven_open_deals(scored["as_of"].iloc[0])["opportunity_id"])

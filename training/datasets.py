@@ -58,10 +58,12 @@ class TargetRows:
 def data_span(data: CRMData) -> tuple[pd.Timestamp, pd.Timestamp]:
     """First event and the exclusive end of the data (the day after the last event).
 
-    A deal's close and a lead's conversion are events too: an export taken after a deal
-    closed must not score that deal as open."""
+    A deal's close is an event too: an export taken after a deal closed must not score
+    that deal as open. A lead's conversion date is not: exports that stitch a lead funnel
+    to later sales carry conversions months after the last lead, and reading the end from
+    them would leave the last months without a lead to learn from or to score."""
     stamps = []
-    for name, column, outcome in (("leads", "created_at", "converted_at"), ("orders", "timestamp", None),
+    for name, column, outcome in (("leads", "created_at", None), ("orders", "timestamp", None),
                                   ("interactions", "timestamp", None), ("deals", "created_at", "closed_at")):
         table = getattr(data, name)
         if table is not None and len(table):
