@@ -13,13 +13,17 @@ import time
 import warnings
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from radar.config import Settings, load_settings
 from radar.text import noun, plural
+
+if TYPE_CHECKING:  # imported late at run time: `radar --help` stays fast
+    import pandas as pd
+    from rich.table import Table
 
 app = typer.Typer(
     name="radar",
@@ -568,6 +572,21 @@ def _materialize(data, moment, frame, store: Optional[Path], settings: Settings)
     target = FeatureStore(store or default_store_path(settings))
     count = materialize(data, moment, settings, target, features=frame)
     console.print(f"[green]{plural(count, 'person', 'people')}[/] as of {moment.date()} → feature store {target.path}")
+    if not settings.serving.precompute_answers:
+        return
+    from serving.answers import precompute_answers
+    from serving.app import ScoringApp
+    from serving.model_store import LoadedModels
+    from serving.scoring import load_champions
+
+    champions = load_champions(settings)
+    if not champions:  # the first run: the server precomputes once there are champions
+        return
+    started = time.perf_counter()
+    with console.status("Precomputing every person's answer for scoring by id..."):
+        done = precompute_answers(ScoringApp(settings, LoadedModels(champions=champions), target), moment.date())
+    console.print(f"[green]{plural(sum(done.values()), 'answer')}[/] precomputed for {moment.date()} "
+                  f"in {time.perf_counter() - started:.1f} s")
 
 
 @app.command()

@@ -141,6 +141,11 @@ class ServingConfig(BaseModel):
     # SQLAlchemy URL of the shared store (score history; PostgreSQL lets several scoring
     # servers share one). None: SQLite files in the work dir.
     store_url: str | None = None
+    # Answers precomputed for everyone when a day is materialised or a champion changes,
+    # with this many reasons each: a request by id asking for no more is read, not computed
+    # (more: computed). The default answer's reasons; every reason stored costs ~150 bytes.
+    precomputed_top_k: int = Field(5, ge=0, le=20)
+    precompute_answers: bool = True
 
 
 class MonitoringConfig(BaseModel):

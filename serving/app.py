@@ -8,10 +8,11 @@ raise :class:`ApiError`, which the service turns into a JSON answer with its sta
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from features.source_ids import ID_COLUMNS, SEPARATOR, source_ids
 from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
-from serving.feature_store import FeatureStore, UnknownDay
+from serving.feature_store import FeatureStore, StoredPeople, UnknownDay
 from serving.history import TREND_COLUMNS, ScoreHistory, answer_trends
 from serving.model_store import LoadedModels
 from serving.scoring import ValueBasis
@@ -138,11 +139,12 @@ class ScoringApp:
             raise ApiError(404, str(err), field="as_of", detail=f"materialised days: {self._days()}") from None
         ids = self.store.read_ids(found.as_of, [j.key for j in jobs])
         moment = pd.Timestamp(found.as_of)
+        stored = self._stored_answers(found, targets, top_k)
         deals = None
-        if "time_to_close" in targets and found.eligible["time_to_close"].any():
+        if "time_to_close" in targets and "time_to_close" not in stored and found.eligible["time_to_close"].any():
             deals = self.store.read_deals(found.as_of, found.rows.take(np.flatnonzero(found.eligible["time_to_close"])))
         scores = self._score_rows(found.rows, found.eligible, moment, targets, top_k, ValueBasis.stored(found.population),
-                                  deals)
+                                  deals, stored)
         where = f"in the features of {found.as_of}"
         return [self._answer(j, moment, targets, scores, found.rows.ids,
                              unknown.get(j.position) or f"unknown person_id {redact(j.key)!r} {where}", ids)
@@ -179,24 +181,71 @@ class ScoringApp:
     # --- scoring and answers ------------------------------------------------------------
 
     def _score_rows(self, rows: FeatureRows, eligible: dict[str, np.ndarray], as_of: pd.Timestamp,
-                    targets: list[str], top_k: int, basis: ValueBasis,
-                    deals: FeatureRows | None = None) -> dict[str, list[dict[str, Any]]]:
-        """Every target's answers, as JSON-ready records grouped by person id; time to close
-        answers once per open deal (``deals``: the eligible people's open-deal rows)."""
+                    targets: list[str], top_k: int, basis: ValueBasis, deals: FeatureRows | None = None,
+                    stored: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+                    ) -> dict[str, list[dict[str, Any]]]:
+        """Every target's answers with their trends, as JSON-ready records grouped by person
+        id; a target in ``stored`` (precomputed answers) is read from there, cut to
+        ``top_k`` reasons, instead of computed."""
         by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for target in targets:
-            champion = self.models.champions.get(target)
             applies = eligible.get(target)
-            if champion is None or applies is None or not applies.any():
+            if target not in self.models.champions or applies is None or not applies.any():
                 continue
-            scored = deals if target == "time_to_close" else rows.take(np.flatnonzero(applies))
-            if scored is None or not len(scored):
-                continue
-            columns = scoring.target_answers(target, champion, scored, as_of, self.settings, basis, top_k or None)
-            columns = answer_trends(self.history, columns, target, as_of.date(), self.settings.scoring.trend_min_change)
-            for record in _records(columns):
+            if stored and target in stored:
+                records = [_cut(r, top_k) for pid in rows.ids[applies] for r in stored[target][pid]]
+            else:
+                records = self.target_records(target, rows, applies, as_of, top_k, basis, deals)
+            for record in self._with_trends(records, target, as_of.date()):
                 by_person[record.pop("person_id")].append(record)
         return by_person
+
+    def target_records(self, target: str, rows: FeatureRows, applies: np.ndarray, as_of: pd.Timestamp, top_k: int,
+                       basis: ValueBasis, deals: FeatureRows | None = None) -> list[dict[str, Any]]:
+        """One target's computed answers for the rows it applies to (time to close: one per
+        open deal of ``deals``), as records with their ``person_id``; no trends."""
+        scored = deals if target == "time_to_close" else rows.take(np.flatnonzero(applies))
+        if scored is None or not len(scored):
+            return []
+        champion = self.models.champions[target]
+        return _records(scoring.target_answers(target, champion, scored, as_of, self.settings, basis, top_k or None))
+
+    def _with_trends(self, records: list[dict[str, Any]], target: str, day: date) -> list[dict[str, Any]]:
+        """Records with ``previous_score``, ``score_change`` and ``trend`` from the history."""
+        if self.history is None or not records:
+            return records
+        columns: dict[str, Any] = {"person_id": [r["person_id"] for r in records],
+                                   "score": [r["score"] for r in records]}
+        if target == "time_to_close":
+            columns["deal_id"] = [r.get("deal_id") for r in records]
+        trended = answer_trends(self.history, columns, target, day, self.settings.scoring.trend_min_change)
+        for i, record in enumerate(records):
+            record.update({c: trended[c][i] for c in TREND_COLUMNS})
+        return records
+
+    def _stored_answers(self, found: StoredPeople, targets: list[str],
+                        top_k: int) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """Per target, the precomputed answers of the found persons, when they are usable:
+        made by the champion serving now, for this day, with ``top_k`` reasons (or any, when
+        none are asked for), and for every person the target applies to. Anything else is
+        computed. Exactly ``top_k``: the reasons merge groups that say the same thing among
+        ``2 × top_k`` candidates, so the top 3 are not always the first 3 of the top 5."""
+        if not self.settings.serving.precompute_answers or self.store is None:
+            return {}
+        usable = {}
+        for target in targets:
+            champion = self.models.champions.get(target)
+            applies = found.eligible.get(target)
+            if champion is None or applies is None or not applies.any():
+                continue
+            made = self.store.answer_set(found.as_of, target)
+            if made is None or made[0] != champion.version or (top_k and made[1] != top_k):
+                continue
+            wanted = list(dict.fromkeys(found.rows.ids[applies].tolist()))
+            payloads = self.store.read_answers(found.as_of, target, wanted)
+            if len(payloads) == len(wanted):
+                usable[target] = {pid: json.loads(text) for pid, text in payloads.items()}
+        return usable
 
     def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: dict[str, list[dict[str, Any]]],
                 known: np.ndarray, unknown_message: str, ids: pd.DataFrame) -> PersonScores:
@@ -225,6 +274,14 @@ class ScoringApp:
     def _days(self) -> str:
         days = self.store.days() if self.store else []
         return ", ".join(d.isoformat() for d in days[-5:]) or "none"
+
+
+def _cut(record: dict[str, Any], top_k: int) -> dict[str, Any]:
+    """A stored answer as computing gives it: without reasons when none are asked for."""
+    record = dict(record)
+    if not top_k:
+        record.pop("reasons", None)
+    return record
 
 
 def _given_lead_ids(jobs: list[_Job]) -> list[str]:

@@ -10,7 +10,10 @@ read against. Time to close scores each open deal: a day's ``deals_YYYYMMDD`` ta
 every open deal's own features (``person_id``, ``deal_id``, the deal columns of
 ``features.pipeline.build_deal_features``), joined with the person's row when read. A
 day's ``ids_YYYYMMDD`` table maps the CRM's own ids (``lead_id``, ``customer_id``: every
-one of a merged person, oldest first) to ``person_id``, both ways.
+one of a merged person, oldest first) to ``person_id``, both ways. A day's
+``answers_YYYYMMDD`` table holds every person's precomputed answer per target
+(:mod:`serving.answers`), and ``answer_sets`` which champion version made them: writing
+the day again drops them, so a re-materialised day never serves an old answer.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ _TARGETS_COLUMN = "radar_targets"
 _SNAPSHOTS = """CREATE TABLE IF NOT EXISTS snapshots (
     as_of TEXT PRIMARY KEY, table_name TEXT NOT NULL, text_columns TEXT NOT NULL,
     population TEXT NOT NULL, n_persons INTEGER NOT NULL, written_at TEXT NOT NULL)"""
+_ANSWER_SETS = """CREATE TABLE IF NOT EXISTS answer_sets (
+    as_of TEXT NOT NULL, target TEXT NOT NULL, version TEXT NOT NULL, top_k INTEGER NOT NULL,
+    written_at TEXT NOT NULL, PRIMARY KEY (as_of, target))"""
 
 
 def default_store_path(settings: Settings) -> Path:
@@ -93,6 +99,7 @@ class FeatureStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path)
             conn.execute(_SNAPSHOTS)
+            conn.execute(_ANSWER_SETS)
             self._local.conn = conn
         return conn
 
@@ -120,12 +127,53 @@ class FeatureStore:
             conn.execute(f'CREATE INDEX "{deal_table}_person" ON "{deal_table}" (person_id)')
             conn.execute(f'CREATE INDEX "{id_table}_id" ON "{id_table}" (kind, source_id)')
             conn.execute(f'CREATE INDEX "{id_table}_person" ON "{id_table}" (person_id)')
+            # Answers made from the day's old features are stale from this moment on.
+            conn.execute(f'DROP TABLE IF EXISTS "{_answer_table(as_of)}"')
+            conn.execute("DELETE FROM answer_sets WHERE as_of = ?", (as_of.isoformat(),))
             conn.execute(
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
                 (as_of.isoformat(), table, json.dumps(text_columns), json.dumps(population_figures(features)),
                  len(frame), datetime.now(timezone.utc).isoformat(timespec="seconds")),
             )
         return len(frame)
+
+    def person_ids(self, day: date) -> list[str]:
+        """Everyone stored for ``day``, in stored order."""
+        table = self._snapshot(day)[1]
+        return [r[0] for r in self._connection().execute(f'SELECT person_id FROM "{table}" ORDER BY rowid')]
+
+    def answer_set(self, day: date, target: str) -> tuple[str, int] | None:
+        """(champion version, reasons per answer) of the answers stored for ``day`` and
+        ``target``; None when there are none."""
+        found = self._connection().execute(
+            "SELECT version, top_k FROM answer_sets WHERE as_of = ? AND target = ?", (day.isoformat(), target)
+        ).fetchone()
+        return (found[0], int(found[1])) if found else None
+
+    def write_answers(self, day: date, target: str, version: str, top_k: int,
+                      answers: list[tuple[str, str]]) -> None:
+        """Store one target's answers for ``day`` as (person_id, JSON text) rows, replacing
+        that target's; the day must be materialised (its features are what they answer)."""
+        if day not in self.days():
+            raise UnknownDay(f"no features materialised for {day}: answers need the day's features")
+        table = _answer_table(day)
+        conn = self._connection()
+        with conn:
+            conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" (person_id TEXT NOT NULL, target TEXT NOT NULL, '
+                         "payload TEXT NOT NULL, PRIMARY KEY (person_id, target))")
+            conn.execute(f'DELETE FROM "{table}" WHERE target = ?', (target,))
+            conn.executemany(f'INSERT INTO "{table}" VALUES (?, ?, ?)', [(p, target, a) for p, a in answers])
+            conn.execute("INSERT OR REPLACE INTO answer_sets VALUES (?, ?, ?, ?, ?)",
+                         (day.isoformat(), target, version, top_k,
+                          datetime.now(timezone.utc).isoformat(timespec="seconds")))
+
+    def read_answers(self, day: date, target: str, person_ids: list[str]) -> dict[str, str]:
+        """The stored answers (JSON text) of the given persons for one target and day."""
+        marks = ",".join("?" * len(person_ids))
+        rows = self._connection().execute(
+            f'SELECT person_id, payload FROM "{_answer_table(day)}" WHERE target = ? AND person_id IN ({marks})',
+            [target, *person_ids]).fetchall()
+        return dict(rows)
 
     def days(self) -> list[date]:
         """Materialised days, oldest first."""
@@ -243,6 +291,10 @@ def _deal_storable(deals: pd.DataFrame | None) -> pd.DataFrame:
     own = own.astype({c: object for c in own.columns if not pd.api.types.is_numeric_dtype(own[c])})
     own.insert(0, "person_id", pd.Series(deals.index, index=deals.index, dtype=object))
     return own.reset_index(drop=True)
+
+
+def _answer_table(as_of: date) -> str:
+    return f"answers_{as_of:%Y%m%d}"
 
 
 def _id_table(as_of: date) -> str:

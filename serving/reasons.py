@@ -155,7 +155,7 @@ class GroupPlan:
     names: tuple[str, ...]
     #: Group index of every column.
     of_column: np.ndarray
-    #: (columns, groups) 0/1 matrix: contributions @ onehot = group impacts.
+    #: (columns, groups) 0/1 matrix: which column belongs to which group.
     onehot: np.ndarray
     #: Per group, the column index always shown, or -1 for "the one that moved the row most".
     fixed_shown: np.ndarray
@@ -182,6 +182,18 @@ def group_plan(columns: tuple[str, ...]) -> GroupPlan:
             fixed[of_column[j]] = j
     members = tuple(np.flatnonzero(of_column == g) for g in range(len(names)))
     return GroupPlan(tuple(columns), tuple(names), of_column, onehot, fixed, members)
+
+
+def group_impacts(values: np.ndarray, plan: GroupPlan) -> np.ndarray:
+    """Each row's contributions summed per group, (rows, groups).
+
+    Row by row in a fixed order, so a row's impacts do not depend on which rows it is
+    explained with: a matrix product's blocking would change the last digit with the batch
+    size, and an answer precomputed in a batch must equal the one computed alone."""
+    out = np.empty((len(values), len(plan.members)))
+    for g, members in enumerate(plan.members):
+        out[:, g] = values[:, members].sum(axis=1)
+    return out
 
 
 # ---------------------------------------------------------------- contributions
@@ -321,7 +333,7 @@ def grouped_impacts(bundle: TargetBundle, features: pd.DataFrame) -> tuple[pd.Da
     if contrib is None:
         return None
     plan = group_plan(contrib.columns)
-    return pd.DataFrame(contrib.values @ plan.onehot, index=features.index, columns=list(plan.names)), contrib.expected
+    return pd.DataFrame(group_impacts(contrib.values, plan), index=features.index, columns=list(plan.names)), contrib.expected
 
 
 # ---------------------------------------------------------------- sentences
@@ -412,7 +424,7 @@ def explain_top_reasons(
     if contrib is None:
         return [[] for _ in range(len(features))]
     plan = group_plan(contrib.columns)
-    impacts = contrib.values @ plan.onehot
+    impacts = group_impacts(contrib.values, plan)
     # A few spare candidates: two groups can say the same thing and be merged (below).
     n_candidates = min(2 * top_k, impacts.shape[1])
     order = np.argsort(-np.abs(impacts), axis=1, kind="stable")[:, :n_candidates]

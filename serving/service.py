@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from radar.config import load_settings
 from serving import health, ui_api
+from serving.answers import refresh_answers
 from serving.app import ApiError, ScoringApp, build_app
 from serving.auth import ApiKeyMiddleware
 from serving.monitor import publish_store_drift
@@ -78,6 +79,9 @@ class Radar:
             self.app = app
             # Drift gauges for /metrics, after readiness so they never delay it; logs, never raises.
             publish_store_drift(app.store, app.models.champions, settings)
+            # Answers by id for champions the stored ones were not made by: computed on a
+            # miss until then; logs, never raises.
+            refresh_answers(app)
         except Exception as err:  # logged: /readyz stays 503 and says nothing more to the world
             logger.exception("loading the champions failed")
             self.health = health.failed(err)

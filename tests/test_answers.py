@@ -1,0 +1,104 @@
+"""Precomputed answers: read by id exactly as they would be computed, never stale."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from radar.config import Settings
+from serving.answers import precompute_answers, refresh_answers, stale_targets
+from serving.app import ScoringApp
+from serving.feature_store import FeatureStore, default_store_path, materialize
+from serving.model_store import LoadedModels
+from serving.schemas import ScoreRequest
+from serving.scoring import Champion, load_champions
+
+
+@pytest.fixture()
+def copied(trained: tuple, tmp_path: Path) -> tuple[Settings, FeatureStore]:
+    """The shared world's settings with a copy of its feature store (answers get written)."""
+    settings = trained[0]
+    path = tmp_path / "feature_store.sqlite"
+    shutil.copy(default_store_path(settings), path)
+    return settings, FeatureStore(path)
+
+
+def _app(settings: Settings, store: FeatureStore, champions: dict[str, Champion], precompute: bool = True,
+         top_k: int = 5) -> ScoringApp:
+    serving = settings.serving.model_copy(update={"precompute_answers": precompute, "precomputed_top_k": top_k})
+    return ScoringApp(settings.model_copy(update={"serving": serving}), LoadedModels(champions=champions), store)
+
+
+def _people(store: FeatureStore, n: int = 40) -> list[str]:
+    everyone = store.person_ids(store.days()[-1])
+    return everyone[:: max(1, len(everyone) // n)]
+
+
+class _Computing(Exception):
+    pass
+
+
+def test_a_precomputed_answer_is_byte_for_byte_the_computed_one(copied, monkeypatch) -> None:
+    settings, store = copied
+    champions = load_champions(settings)
+    stored = _app(settings, store, champions)
+    done = precompute_answers(stored)
+    assert set(done) == set(champions) and all(n > 0 for n in done.values())
+    assert stale_targets(stored) == []
+    computing = _app(settings, store, champions, precompute=False)
+    answers = {}
+    for person in _people(store):
+        for top_k in (0, 5):
+            request = ScoreRequest(person_id=person, top_k=top_k)
+            answers[(person, top_k)] = computing.score(request).model_dump_json()
+    # Reading must not compute anything: every target of every person comes from the store.
+    monkeypatch.setattr(ScoringApp, "target_records", lambda *a, **k: (_ for _ in ()).throw(_Computing()))
+    for (person, top_k), expected in answers.items():
+        assert stored.score(ScoreRequest(person_id=person, top_k=top_k)).model_dump_json() == expected, (person, top_k)
+    one = next(iter(answers))[0]
+    cut = stored.score(ScoreRequest(person_id=one, targets=["purchase_probability"]))
+    assert [s.target for s in cut.scores] == ["purchase_probability"] and len(cut.scores[0].reasons) <= 5
+    # Another number of reasons than were stored: computed (the top 3 are not always the
+    # first 3 of the top 5: reasons that say the same thing are merged among 2 × k candidates).
+    for top_k in (3, 6):
+        with pytest.raises(_Computing):
+            stored.score(ScoreRequest(person_id=one, targets=["purchase_probability"], top_k=top_k))
+
+
+def test_answers_of_another_champion_version_are_never_served(copied, monkeypatch) -> None:
+    settings, store = copied
+    champions = load_champions(settings)
+    precompute_answers(_app(settings, store, champions))
+    promoted = {t: Champion(c.bundle, c.version + "-next") for t, c in champions.items()}
+    app = _app(settings, store, promoted)
+    assert stale_targets(app) == [t for t in champions]
+    calls = []
+    original = ScoringApp.target_records
+    monkeypatch.setattr(ScoringApp, "target_records",
+                        lambda self, target, *a, **k: calls.append(target) or original(self, target, *a, **k))
+    answer = app.score(ScoreRequest(person_id=_people(store)[0]))
+    assert {s.model_version for s in answer.scores} <= {c.version for c in promoted.values()}
+    assert set(calls) == {s.target for s in answer.scores}  # each computed, none read
+    # The server's refresh makes the new champions' answers, and then they are read.
+    assert set(refresh_answers(app)) == set(champions)
+    assert stale_targets(app) == []
+
+
+def test_a_rematerialised_day_drops_its_answers(copied, trained) -> None:
+    settings, store = copied
+    _, data, as_of = trained
+    champions = load_champions(settings)
+    app = _app(settings, store, champions)
+    precompute_answers(app)
+    day = store.days()[-1]
+    assert store.answer_set(day, "purchase_probability") is not None
+    # The day written again from less data: the old answers would now be wrong.
+    fewer = data.orders[data.orders["timestamp"] < as_of - pd.Timedelta(days=30)]
+    materialize(type(data)(**{**data.tables(), "orders": fewer}), as_of, settings, store)
+    assert all(store.answer_set(day, t) is None for t in champions)
+    person = _people(store)[3]
+    fresh = _app(settings, store, champions, precompute=False).score(ScoreRequest(person_id=person))
+    assert app.score(ScoreRequest(person_id=person)).model_dump_json() == fresh.model_dump_json()
