@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -110,17 +111,21 @@ def refresh_answers(app: Any) -> dict[str, int]:
 
 @contextmanager
 def _only_one(store: Path) -> Iterator[bool]:
-    """An exclusive, non-blocking lock beside the store: True for the process that has it."""
-    with open(store.with_suffix(".answers.lock"), "w") as handle:
+    """An exclusive, non-blocking lock beside the store: True for the process that has it.
+    The lock file is never written (opened to append, so it is never truncated either)."""
+    fd = os.open(store.with_suffix(".answers.lock"), os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
         try:
             yield True
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _plain(value: Any) -> Any:

@@ -55,6 +55,7 @@ def test_training_a_model_prints_no_third_party_warnings(trained: subprocess.Com
     assert "Registered radar-quiet v1 as champion" in output  # it did log and register a model
     assert "Add type hints" not in output
     assert "CloudPickle" not in output
+    assert "Successfully registered model" not in output and "Created version" not in output
     assert [line for line in output.splitlines() if WARNING_LINE.search(line)] == []
 
 

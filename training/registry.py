@@ -52,6 +52,7 @@ from training.tracking import (
     bundle_params,
     flatten_params,
     metric_names,
+    quiet_mlflow_events,
     target_run,
     using_store,
 )
@@ -165,7 +166,7 @@ def log_target(
         if bundle.notes:
             mlflow.log_text("\n".join(bundle.notes), "notes.txt")
         _log_plots(plots)
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, quiet_mlflow_events():
             logged = mlflow.pyfunc.log_model(
                 name=MODEL_ARTIFACT,
                 python_model=str(MODEL_CODE),

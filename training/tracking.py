@@ -28,6 +28,21 @@ _ENV = "MLFLOW_TRACKING_URI"
 
 
 @contextmanager
+def quiet_mlflow_events() -> Iterator[None]:
+    """MLflow's own event lines ("Successfully registered model…", "Created version…",
+    printed straight to stderr) off for the block: Radar reports what it registered, with
+    the alias the gate gave, and the two lines would say it again without it."""
+    from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+
+    was = MLFLOW_LOGGING_STREAM.enabled
+    MLFLOW_LOGGING_STREAM.enabled = False
+    try:
+        yield
+    finally:
+        MLFLOW_LOGGING_STREAM.enabled = was
+
+
+@contextmanager
 def using_store(tracking_uri: str) -> Iterator[MlflowClient]:
     """Point MLflow's fluent API at ``tracking_uri`` for the block; yields a client on it."""
     saved_env = os.environ.get(_ENV)
