@@ -576,6 +576,7 @@ def _materialize(data, moment, frame, store: Optional[Path], settings: Settings)
         return
     from serving.answers import precompute_answers
     from serving.app import ScoringApp
+    from serving.history import ScoreHistory
     from serving.model_store import LoadedModels
     from serving.scoring import load_champions
 
@@ -584,7 +585,8 @@ def _materialize(data, moment, frame, store: Optional[Path], settings: Settings)
         return
     started = time.perf_counter()
     with console.status("Precomputing every person's answer for scoring by id..."):
-        done = precompute_answers(ScoringApp(settings, LoadedModels(champions=champions), target), moment.date())
+        app = ScoringApp(settings, LoadedModels(champions=champions), target, ScoreHistory.of(settings))
+        done = precompute_answers(app, moment.date(), record_history=True)
     console.print(f"[green]{plural(sum(done.values()), 'answer')}[/] precomputed for {moment.date()} "
                   f"in {time.perf_counter() - started:.1f} s")
 

@@ -55,9 +55,12 @@ def stale_targets(app: Any, day: date | None = None) -> list[str]:
     return [t for t in TARGETS if t in stale]
 
 
-def precompute_answers(app: Any, day: date | None = None, targets: list[str] | None = None) -> dict[str, int]:
+def precompute_answers(app: Any, day: date | None = None, targets: list[str] | None = None,
+                       record_history: bool = False) -> dict[str, int]:
     """Score and explain everyone stored for ``day`` (default: the latest) with each
-    champion and store the answers; returns the answers stored per target."""
+    champion and store the answers; returns the answers stored per target. With
+    ``record_history`` (a day being materialised), each score is also a point of the
+    score history for that day, as ``radar score`` records them."""
     store = app.store
     day = day or store.days()[-1]
     targets = [t for t in (targets or TARGETS) if t in app.models.champions]
@@ -65,6 +68,7 @@ def precompute_answers(app: Any, day: date | None = None, targets: list[str] | N
     moment = pd.Timestamp(day)
     people = store.person_ids(day)
     payloads: dict[str, list[tuple[str, str]]] = {t: [] for t in targets}
+    points: list[dict[str, Any]] = []
     for start in range(0, len(people), CHUNK_SIZE):
         found = store.read_rows(people[start:start + CHUNK_SIZE], day)
         basis = ValueBasis.stored(found.population)
@@ -78,12 +82,18 @@ def precompute_answers(app: Any, day: date | None = None, targets: list[str] | N
             grouped: dict[str, list[dict[str, Any]]] = {}
             for record in app.target_records(target, found.rows, applies, moment, k, basis, deals):
                 grouped.setdefault(record["person_id"], []).append(record)
+                if record_history:
+                    points.append({"person_id": record["person_id"], "target": target, "score": record["score"],
+                                   "deal_id": record.get("deal_id"), "probability": record["probability"],
+                                   "model_version": record["model_version"]})
             # A person the target applies to without an answer (no open deal left) is kept
             # as an empty list, so the set stays complete and is read, not recomputed.
             for pid in dict.fromkeys(found.rows.ids[applies].tolist()):
                 payloads[target].append((pid, json.dumps(grouped.get(pid, []), default=_plain)))
     for target in targets:
         store.write_answers(day, target, app.models.champions[target].version, k, payloads[target])
+    if record_history and app.history is not None and points:
+        app.history.record(pd.DataFrame(points), day)
     return {t: len(p) for t, p in payloads.items()}
 
 

@@ -106,3 +106,28 @@ def test_two_score_runs_on_different_days_give_the_trend_in_the_file_the_api_and
         assert client.get("/history", params={"person_id": "nobody"}).status_code == 404
         wrong = client.get("/history", params={"person_id": person["person_id"], "target": "nope"})
         assert wrong.status_code == 422 and "target" in wrong.text
+
+
+def test_a_materialised_day_records_every_score_in_the_history(trained, world_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`radar features --materialize` with champions precomputes every answer, and each one
+    is a point of the day's history, exactly the scores `radar score` gives that day."""
+    from serving.scoring import load_champions, score_people
+
+    shared, data, as_of = trained
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    env = {"RADAR_WORK_DIR": str(tmp_path / "work"), "RADAR_MLFLOW_TRACKING_URI": shared.tracking_uri}
+    settings = Settings(work_dir=tmp_path / "work", mlflow_tracking_uri=shared.tracking_uri)
+    day = as_of.date()
+    result = CliRunner().invoke(app, ["features", str(world_dir), "--as-of", day.isoformat(), "--materialize"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "answers precomputed" in result.output
+    expected = score_people(data, as_of, load_champions(settings), settings)
+    points = ScoreHistory.of(settings).series(expected["person_id"].unique().tolist())
+    assert (points["day"] == day).all()
+    key = ["person_id", "target", "deal_id"]
+    expected = expected.assign(deal_id=expected["deal_id"].astype(object).where(expected["deal_id"].notna(), ""))
+    joined = expected.merge(points, on=key, how="outer", suffixes=("", "_recorded"), indicator=True)
+    assert (joined["_merge"] == "both").all(), joined["_merge"].value_counts()
+    assert (joined["score"] == joined["score_recorded"]).all()
+    assert joined["probability"].to_numpy() == pytest.approx(joined["probability_recorded"].to_numpy(), rel=1e-9)
