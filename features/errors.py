@@ -6,13 +6,15 @@ from pathlib import Path
 
 
 class RadarInputError(ValueError):
-    """An input (a data file, a mapping file, a folder) that cannot be used at all.
+    """An input (a data file, a mapping file, a folder, a database) that cannot be used at all.
 
     The message names the file and the problem in plain words, and never holds personal
     data, so the CLI can print it as it is.
     """
 
     def __init__(self, problem: str, path: Path | str | None = None) -> None:
-        self.path = Path(path) if path is not None else None
+        # Text is kept as given: a database URL or "URL, table leads" is not a path, and
+        # Path() would fold the URL's "//".
+        self.path = path
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)

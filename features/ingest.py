@@ -18,6 +18,7 @@ import pandas as pd
 from features.atomic import write_csv, write_parquet, write_text
 from features.contact import add_contact_quality
 from features.contract import TABLES, CRMData
+from features.database import display_url, is_database_url
 from features.errors import RadarInputError
 from features.identity import PERSON_TABLES, IdentityReport, unify
 from features.io import READABLE_SUFFIXES, RawTable, read_table
@@ -215,25 +216,35 @@ def _table_report(table: ValidatedTable) -> TableReport:
 
 
 def load_crm(
-    path: Path,
+    path: Path | str,
     mapping_path: Path | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
 ) -> LoadResult:
-    """Load a CRM folder (or one table file, or a folder written by ``write_validated``)."""
+    """Load a CRM folder (or one table file, or a folder written by ``write_validated``), or
+    the tables of a database given by its SQLAlchemy URL (``postgresql://...``,
+    ``sqlite:///crm.db``): database rows go through the same validation as files."""
     started = time.perf_counter()
-    path = Path(path)
-    if path.is_dir() and (path / MARKER_FILE).is_file():
-        _notify(progress, "Reading validated tables", None)
-        return read_validated(path)
-    if not path.exists():
-        raise RadarInputError("no such file or folder", path)
     settings = settings or load_settings()
-    mapping = load_mapping(mapping_path)
-    secret = _hash_secret(mapping, settings, mapping_path or path)
-    files = discover(path, mapping) if path.is_dir() else _single_file(path, mapping)
-    base = path if path.is_dir() else path.parent
-    raws = _read_all(files, mapping, progress)
+    if is_database_url(path):
+        mapping = load_mapping(mapping_path)
+        where = display_url(str(path))
+        secret = _hash_secret(mapping, settings, mapping_path or where)
+        raws = _read_database(str(path), mapping, settings, progress)
+        base, source = Path("."), where
+    else:
+        path = Path(path)
+        if path.is_dir() and (path / MARKER_FILE).is_file():
+            _notify(progress, "Reading validated tables", None)
+            return read_validated(path)
+        if not path.exists():
+            raise RadarInputError("no such file or folder", path)
+        mapping = load_mapping(mapping_path)
+        secret = _hash_secret(mapping, settings, mapping_path or path)
+        _no_database_options(mapping, path)
+        files = discover(path, mapping) if path.is_dir() else _single_file(path, mapping)
+        base, source = (path if path.is_dir() else path.parent), str(path)
+        raws = _read_all(files, mapping, progress)
     _notify(progress, "Validating against the data contract", 0.45)
     validated = validate_tables(raws, mapping, base)
     del raws  # the files as read: validation keeps what it needs (raw values of rejects)
@@ -249,7 +260,7 @@ def load_crm(
     parts = [t.rejects for t in validated.values() if not t.rejects.empty]
     rejects = pd.concat(parts, ignore_index=True) if parts else empty_rejects()
     report = IngestReport(
-        source=str(path),
+        source=source,
         mapping=str(mapping_path) if mapping_path else None,
         tables=_table_reports(validated, tables),
         identity=identity if any(n in tables for n in PERSON_TABLES) else None,
@@ -262,6 +273,38 @@ def load_crm(
         report=report,
         origins={name: t.origins for name, t in validated.items()},
     )
+
+
+def _no_database_options(mapping: Mapping, folder: Path) -> None:
+    """A mapping's ``table:`` or ``query:`` only means something for a database source."""
+    for name, options in mapping.tables.items():
+        if options.table or options.query:
+            which = "query" if options.query else "table"
+            raise RadarInputError(
+                f"the mapping gives a database {which} for {name}, but the source is a file or folder: "
+                "give a database URL (postgresql://..., sqlite:///crm.db) or use file: instead", folder)
+
+
+def _read_database(url: str, mapping: Mapping, settings: Settings, progress: Progress | None) -> dict[str, list[RawTable]]:
+    """Every table the database has for Radar, each read in chunks into a raw text table."""
+    from features.database import discover_tables, open_engine, read_source
+
+    where = display_url(url)
+    engine = open_engine(url)
+    try:
+        sources = discover_tables(engine, mapping, where)
+        raws: dict[str, list[RawTable]] = {}
+        for done, (name, source) in enumerate(sources.items()):
+            def step(message: str, fraction: float | None, done: int = done) -> None:
+                # Reading is the first 40 % of the load, as for files.
+                _notify(progress, message, 0.4 * (done + (fraction or 0.0)) / len(sources))
+
+            step(f"Reading {source.label} from the database", None)
+            label = source.label if source.label.startswith("query") else f"table {source.label}"
+            raws[name] = [read_source(engine, source, f"{where}, {label}", settings.database.chunk_rows, step)]
+    finally:
+        engine.dispose()
+    return raws
 
 
 def _table_reports(validated: dict[str, ValidatedTable], tables: dict[str, pd.DataFrame]) -> dict[str, TableReport]:
@@ -381,7 +424,7 @@ def report_tables(report: IngestReport) -> list:
     from rich.table import Table
 
     counts = Table(title=f"Validation of {report.source}", title_justify="left")
-    for header in ("table", "files", "read", "accepted", "rejected", "rejected %", "dropped columns"):
+    for header in ("table", "source", "read", "accepted", "rejected", "rejected %", "dropped columns"):
         counts.add_column(header, justify="right" if header in ("read", "accepted", "rejected", "rejected %") else "left")
     for t in report.tables.values():
         share = f"{100 * t.rejected / t.read:.2f}" if t.read else "-"

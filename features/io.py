@@ -15,7 +15,7 @@ import io
 import re
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +69,19 @@ class RawTable:
     delimiter: str | None = None
     #: Per row: cells beyond the header's width (a list), else NaN; kept for the rejects.
     extra_fields: pd.Series | None = None
+    #: How rejects name where a row came from (a database table or query); None: the
+    #: file's path relative to the data folder.
+    source: str | None = None
+    #: How errors about the whole table name it (a database URL and table); None: the path.
+    where: str | None = None
+    #: Columns, as read, that identify a row (a database table's primary key); empty: the
+    #: contract's unique key of the table (lead_id, order_id, deal_id) when it has one.
+    key_columns: list[str] = field(default_factory=list)
+
+    @property
+    def location(self) -> Path | str:
+        """What an error about this table names."""
+        return self.where if self.where is not None else self.path
 
 
 def is_readable(path: Path) -> bool:

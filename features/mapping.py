@@ -1,7 +1,8 @@
 """The column-mapping file: how a user's exports map onto the data contract, without code.
 
 A mapping is YAML (see ``data/mapping.example.yaml``). Without one, files named
-``<table>.csv`` / ``<table>.parquet`` whose columns already carry contract names just work.
+``<table>.csv`` / ``<table>.parquet`` (or database tables named ``<table>``) whose columns
+already carry contract names just work.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.contract import TABLES
 from features.errors import RadarInputError
@@ -34,6 +35,12 @@ class TableMapping(BaseModel):
     #: File name or glob relative to the data folder; several matches are concatenated.
     #: Default: ``<table>.csv``, ``<table>.parquet`` (and .tsv, .txt, .pq, .xlsx, .csv.gz).
     file: str | None = None
+    #: Database sources: the table or view to read, ``name`` or ``schema.name``. Default:
+    #: the table named like Radar's (``leads``, ``interactions``...).
+    table: str | None = None
+    #: Database sources: a SELECT whose rows are this table's rows (a join, a filter, a
+    #: view of your own), sent to the database as written.
+    query: str | None = None
     #: Their column name → contract column name. Headers are matched exactly first, then
     #: case- and space-insensitively.
     columns: dict[str, str] = Field(default_factory=dict)
@@ -48,6 +55,13 @@ class TableMapping(BaseModel):
     decimal: Literal[".", ","] = "."
     encoding: str | None = None
     delimiter: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TableMapping":
+        given = [k for k in ("file", "table", "query") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one of file, table or query, not {' and '.join(given)}")
+        return self
 
     @field_validator("delimiter")
     @classmethod

@@ -25,8 +25,12 @@ from features.io import RawTable
 from features.mapping import Mapping, TableMapping, normalise_label
 from features.privacy import PERSONAL_COLUMNS, mask
 
+#: ``source_file`` is the file (relative to the folder) or the database table (or "query for
+#: leads"); ``row_number`` counts rows as read, 1 = the first after the header; ``key`` is the
+#: row's own key as read ("lead_id=L0001": a database table's primary key, else the
+#: contract's unique key of the table), blank when the table has none.
 REJECT_COLUMNS: tuple[str, ...] = (
-    "table", "source_file", "row_number", "field", "value", "reason", "kind", "raw",
+    "table", "source_file", "row_number", "key", "field", "value", "reason", "kind", "raw",
 )
 # Numbers beyond this are typos or sentinel values (9.99e99), not amounts or scores.
 ABSURD_NUMBER = 1e12
@@ -314,26 +318,31 @@ class PreparedTable:
     dropped_columns: list[str]
     attribute_columns: list[str]
     files: list[str]
+    #: Raw columns that identify a row, for the rejects' ``key`` (see REJECT_COLUMNS).
+    key_columns: list[str] = field(default_factory=list)
 
     @property
     def read(self) -> int:
         return len(self.values)
 
 
-def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series, list[str]]:
+def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series, list[str], list[str]]:
     table_mapping = mapping.table(spec.name)
     renamed_parts, raw_parts, origin_parts, parse_parts, personal = [], [], [], [], set()
-    extra_parts = []
+    extra_parts, keys = [], []
     for raw in raws:
-        names = rename_map([str(c) for c in raw.frame.columns], spec, table_mapping, raw.path)
-        _require_columns(spec, set(names.values()), raw.path)
+        names = rename_map([str(c) for c in raw.frame.columns], spec, table_mapping, raw.location)
+        _require_columns(spec, set(names.values()), raw.location)
+        own = raw.key_columns or [src for src, tgt in names.items() if spec.unique_key and tgt == spec.unique_key]
+        keys += [k for k in own if k not in keys]
         renamed = raw.frame.copy(deep=False)
         renamed.columns = [names[str(c)] for c in raw.frame.columns]
         renamed_parts.append(renamed)
         raw_parts.append(raw.frame)
         personal.update(src for src, tgt in names.items() if _is_personal(tgt, mapping) or _is_personal(src, mapping))
         origin_parts.append(
-            pd.DataFrame({"source_file": _relative(raw.path, base), "row_number": np.arange(1, len(raw.frame) + 1)})
+            pd.DataFrame({"source_file": raw.source if raw.source is not None else _relative(raw.path, base),
+                          "row_number": np.arange(1, len(raw.frame) + 1)})
         )
         parse_parts.append(raw.parse_errors)
         extra_parts.append(raw.extra_fields if raw.extra_fields is not None else pd.Series(np.nan, index=raw.frame.index, dtype=object))
@@ -345,7 +354,7 @@ def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path
     if extras.notna().any():
         # Cells beyond the header have no name: mask any that look like contact details.
         raw_all = raw_all.assign(_extra_fields=extras.map(_mask_loose, na_action="ignore"))
-    return combined, raw_all, origins, parse_errors, sorted(personal)
+    return combined, raw_all, origins, parse_errors, sorted(personal), keys
 
 
 def _mask_loose(cells: list[str]) -> list[str]:
@@ -375,7 +384,7 @@ def _require_columns(spec: TableSpec, present: set[str], path: Path) -> None:
 
 def prepare_table(spec: TableSpec, raws: list[RawTable], mapping: Mapping, base: Path) -> PreparedTable:
     """Phase 1 for one table: rename, clean, coerce and check the contract's per-row rules."""
-    combined, raw_all, origins, parse_errors, personal = _combine(raws, spec, mapping, base)
+    combined, raw_all, origins, parse_errors, personal, keys = _combine(raws, spec, mapping, base)
     problems = Problems()
     malformed = np.flatnonzero(parse_errors.notna().to_numpy())
     problems.add(malformed, "row", pd.Series([""] * len(malformed)), parse_errors.iloc[malformed].to_numpy(), "malformed_row")
@@ -397,7 +406,7 @@ def prepare_table(spec: TableSpec, raws: list[RawTable], mapping: Mapping, base:
         values[name] = _attribute(text[name])
     _pandera_checks(spec, values, text, problems)
     return PreparedTable(spec, values, text, raw_all, personal, origins, problems, dropped, keep_extra,
-                         sorted(origins["source_file"].unique().tolist()))
+                         sorted(origins["source_file"].unique().tolist()), keys)
 
 
 def _too_long(text: pd.DataFrame, problems: Problems) -> None:
@@ -689,6 +698,7 @@ def _rejects(table: PreparedTable, rejected: np.ndarray) -> pd.DataFrame:
             "table": table.spec.name,
             "source_file": origins["source_file"].to_numpy(),
             "row_number": origins["row_number"].to_numpy(),
+            "key": _row_keys(table, positions),
             "field": joined["field"].to_numpy(),
             "value": joined["value"].to_numpy(),
             "reason": joined["reason"].to_numpy(),
@@ -706,6 +716,22 @@ def _join_per_row(problems: pd.DataFrame) -> pd.DataFrame:
     single = problems.loc[~repeated].set_index("pos")[columns]
     multi = problems.loc[repeated].groupby("pos", sort=False).agg({c: "; ".join for c in columns})
     return pd.concat([single, multi]).sort_index()
+
+
+def _row_keys(table: PreparedTable, positions: np.ndarray) -> np.ndarray:
+    """Each rejected row's own key as read, "lead_id=L0001" ("" when it has none)."""
+    out = pd.Series("", index=range(len(positions)), dtype=object)
+    for column in table.key_columns:
+        if column not in table.raw.columns:
+            continue
+        values = table.raw[column].iloc[positions].reset_index(drop=True)
+        present = values.notna() & (values.astype(str).str.strip() != "")
+        shown = values.astype(str).str.strip()
+        if column in table.personal_raw:
+            shown = shown.map(mask)
+        part = (column + "=" + shown).where(present, "")
+        out = (out + np.where((out != "") & (part != ""), ", ", "") + part).astype(object)
+    return out.to_numpy(dtype=object)
 
 
 def _raw_json(table: PreparedTable, positions: np.ndarray) -> np.ndarray:

@@ -34,7 +34,10 @@ app = typer.Typer(
 # Wide enough for the metrics tables when the output is a log file or a CI page.
 console = Console(width=None if sys.stdout.isatty() else 140)
 
-DataDir = Annotated[Path, typer.Argument(help="Folder with the CRM tables (raw or validated).")]
+# Text, not a Path: a database URL's "//" would not survive pathlib.
+SOURCE_HELP = ("Folder with the CRM tables (raw or validated), or a database URL "
+               "(postgresql://user@host:5432/crm, sqlite:///crm.db, duckdb:///crm.duckdb).")
+DataDir = Annotated[str, typer.Argument(help=SOURCE_HELP, show_default=False)]
 MappingOpt = Annotated[
     Optional[Path],
     typer.Option("--mapping", "-m", help="Column-mapping YAML file (see data/mapping.example.yaml)."),
@@ -79,7 +82,14 @@ def demo(
         console.print(f"  {table:<13} {rows:>12,} {noun(rows, 'row')}")
 
 
-def _load(data_dir: Path, mapping: Optional[Path], settings: Settings):
+def _source(data_dir: "str | Path") -> "str | Path":
+    """A database URL as given, anything else as a path."""
+    from features.database import is_database_url
+
+    return data_dir if is_database_url(data_dir) else Path(data_dir)
+
+
+def _load(data_dir: "str | Path", mapping: Optional[Path], settings: Settings):
     from features.ingest import load_crm
 
     from rich.progress import Progress
@@ -90,7 +100,7 @@ def _load(data_dir: Path, mapping: Optional[Path], settings: Settings):
         def step(message: str, fraction: float | None = None) -> None:
             progress.update(task, description=message, completed=fraction, total=1.0 if fraction is not None else None)
 
-        return load_crm(data_dir, mapping, settings=settings, progress=step)
+        return load_crm(_source(data_dir), mapping, settings=settings, progress=step)
 
 
 @app.command()
@@ -206,7 +216,7 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 @app.command()
 def train(
-    data_dir: Annotated[Optional[Path], typer.Argument(help="CRM folder (raw or validated).")] = None,
+    data_dir: Annotated[Optional[str], typer.Argument(help=SOURCE_HELP, show_default=False)] = None,
     table: Annotated[Optional[Path], typer.Option(help="A flat table: one row per lead/customer.")] = None,
     label: Annotated[Optional[str], typer.Option(help="Flat table: the label column.")] = None,
     id_column: Annotated[Optional[str], typer.Option("--id", help="Flat table: the id column.")] = None,
@@ -237,7 +247,7 @@ def train(
 
         with console.status("Training...") as status:
             report = train_all(
-                data_dir, settings, register=not no_register, progress=status.update, mapping_path=mapping
+                _source(data_dir), settings, register=not no_register, progress=status.update, mapping_path=mapping
             )
         console.print(_metrics_table(report.results))
         _print_gate(report.results)
@@ -309,7 +319,7 @@ def _train_flat(
 
 @app.command()
 def score(
-    data_dir: Annotated[Optional[Path], typer.Argument(help="CRM folder (raw or validated).")] = None,
+    data_dir: Annotated[Optional[str], typer.Argument(help=SOURCE_HELP, show_default=False)] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this day (default: day after the data).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="CSV, Parquet or Excel (.xlsx) file.")] = Path("scores.csv"),
     table: Annotated[Optional[Path], typer.Option(help="A flat table to score with --model.")] = None,

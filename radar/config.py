@@ -37,6 +37,15 @@ class IdentityConfig(BaseModel):
     hash_secret: SecretStr | None = None
 
 
+class DatabaseConfig(BaseModel):
+    """Reading the CRM tables from a database (a SQLAlchemy URL where a folder is accepted)."""
+
+    # Rows fetched per round trip through a server-side cursor: large enough that the
+    # round trips cost little next to the rows, small enough that only one batch is held
+    # as Python objects at a time (50 000 rows of a dozen columns is a few tens of MB).
+    chunk_rows: int = Field(50_000, ge=1)
+
+
 class FeatureConfig(BaseModel):
     """Point-in-time feature windows."""
 
@@ -206,6 +215,7 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     mlflow_tracking_uri: str | None = None
     identity: IdentityConfig = IdentityConfig()
+    database: DatabaseConfig = DatabaseConfig()
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()

@@ -282,7 +282,7 @@ def build_target_rows(
 
 
 def train_all(
-    data_dir: Path,
+    data_dir: Path | str,
     settings: Settings,
     *,
     targets: tuple[str, ...] = TARGETS,
@@ -290,14 +290,15 @@ def train_all(
     progress: Callable[[str], None] | None = None,
     mapping_path: Path | None = None,
 ) -> TrainReport:
-    """The whole flow on a CRM folder: load, snapshot, train, judge, (register + gate)."""
+    """The whole flow on a CRM folder (or database URL): load, snapshot, train, judge,
+    (register + gate)."""
     from features.ingest import load_crm
 
     say = progress or (lambda message: None)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     say("loading and validating the CRM")
-    data = load_crm(Path(data_dir), mapping_path, settings=settings).data
+    data = load_crm(data_dir, mapping_path, settings=settings).data
     seconds["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

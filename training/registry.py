@@ -489,7 +489,7 @@ def score_bundle(bundle: TargetBundle, test: Any) -> dict[str, float]:
 
 
 def evaluate_registered(
-    target: str, data_dir: Path, settings: Settings, *, alias: str = CHAMPION
+    target: str, data_dir: Path | str, settings: Settings, *, alias: str = CHAMPION
 ) -> dict[str, Any]:
     """Score ``radar-<target>@<alias>`` on the test snapshot planned over ``data_dir``.
 
@@ -502,7 +502,7 @@ def evaluate_registered(
     bundle, info = load_bundle_with_info(target, alias, tracking_uri=settings.tracking_uri)
     training = settings.training.model_copy(update={"horizon_days": bundle.horizon_days})
     same_horizon = settings.model_copy(update={"training": training})
-    data = load_crm(Path(data_dir), settings=same_horizon).data
+    data = load_crm(data_dir, settings=same_horizon).data
     plan, rows = build_target_rows(data, same_horizon, (bundle.target,))
     return {
         "model_name": info.name,
