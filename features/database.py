@@ -139,6 +139,7 @@ def _split_name(name: str) -> tuple[str | None, str]:
 
 def _table_source(engine, table: str, name: str, where: str) -> DatabaseSource:
     import sqlalchemy as sa
+    from sqlalchemy.exc import SQLAlchemyError
 
     schema, bare = _split_name(name)
     inspector = sa.inspect(engine)
@@ -147,7 +148,8 @@ def _table_source(engine, table: str, name: str, where: str) -> DatabaseSource:
     clause = sa.table(bare, schema=schema)
     try:
         keys = list(inspector.get_pk_constraint(bare, schema=schema).get("constrained_columns") or [])
-    except NotImplementedError:  # views on some backends
+    except (NotImplementedError, SQLAlchemyError):
+        # Views on some backends; DuckDB answers PostgreSQL's catalogue query only in part.
         keys = []
     statement = sa.select(sa.text("*")).select_from(clause)
     if keys:

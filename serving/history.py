@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from features.database import database_url
 from radar.config import Settings
 
 HISTORY_FILE = "score_history.sqlite"
@@ -71,7 +72,8 @@ class ScoreHistory:
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url)
+        # PostgreSQL through psycopg 3, as for database sources (features.database).
+        self.engine = sa.create_engine(database_url(url), pool_pre_ping=True)
         _metadata.create_all(self.engine, checkfirst=True)
 
     @classmethod

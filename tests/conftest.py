@@ -82,3 +82,16 @@ def crm_history(trained: tuple[Settings, CRMData, pd.Timestamp], world_dir: Path
         }
 
     return history
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/postgres.py): a cluster made with
+    initdb in a temporary folder, on a free loopback port, stopped at the end."""
+    from postgres import postgres_bin, running_postgres
+
+    if postgres_bin() is None:
+        pytest.skip("no PostgreSQL binaries under /usr/lib/postgresql/*/bin: install Debian's postgresql "
+                    "package (scripts/ensure-system-packages does, as root)")
+    with running_postgres() as server:
+        yield server
