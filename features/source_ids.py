@@ -58,6 +58,14 @@ def _dated_ids(data: CRMData, column: str, as_of: pd.Timestamp) -> pd.DataFrame:
     return pd.concat(found, ignore_index=True).sort_values(["t", "id"], kind="stable")
 
 
+def ids_by_person(ids: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """:func:`source_ids`' frame as plain lists: per person, per kind, every id oldest first."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for person, row in ids.iterrows():
+        out[str(person)] = {k: str(row[f"{k}s"]).split(SEPARATOR) for k in ID_COLUMNS if pd.notna(row[f"{k}s"])}
+    return out
+
+
 def with_source_ids(scores: pd.DataFrame, ids: pd.DataFrame) -> pd.DataFrame:
     """A score table with the person's CRM ids right after ``person_id``, and the lists of
     all their ids at the end."""

@@ -23,7 +23,7 @@ from features.contract import CRMData
 from features.rows import FeatureRows
 from features.pipeline import build_deal_features, build_features
 from features.privacy import redact
-from features.source_ids import ID_COLUMNS, SEPARATOR, source_ids
+from features.source_ids import ID_COLUMNS, ids_by_person, source_ids
 from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
@@ -175,7 +175,7 @@ class ScoringApp:
         scores = self._score_rows(FeatureRows.from_frame(features), eligible, moment, targets, top_k, basis, deals)
         # The CRM's ids are the lead ids the request gave (a lead sent without one has none).
         given = CRMData(leads=None if data.leads is None else data.leads[data.leads["lead_id"].isin(_given_lead_ids(jobs))])
-        ids = source_ids(given, moment)
+        ids = ids_by_person(source_ids(given, moment))
         return [self._answer(j, moment, targets, scores, features.index.to_numpy(), "", ids) for j in jobs]
 
     # --- scoring and answers ------------------------------------------------------------
@@ -248,7 +248,7 @@ class ScoringApp:
         return usable
 
     def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: dict[str, list[dict[str, Any]]],
-                known: np.ndarray, unknown_message: str, ids: pd.DataFrame) -> PersonScores:
+                known: np.ndarray, unknown_message: str, ids: dict[str, dict[str, list[str]]]) -> PersonScores:
         by_id = job.request.history is None
         label = job.key if by_id and job.key else job.request.person_id
         if by_id and job.key not in known:
@@ -289,14 +289,10 @@ def _given_lead_ids(jobs: list[_Job]) -> list[str]:
             if lead.lead_id is not None]
 
 
-def _crm_ids(ids: pd.DataFrame, person: str) -> dict[str, Any]:
-    """One person's CRM ids as answer fields (none known: empty)."""
-    if person not in ids.index:
-        return {}
-    row = ids.loc[person]
-    listed = {f"{k}s": str(row[f"{k}s"]).split(SEPARATOR) if pd.notna(row[f"{k}s"]) else [] for k in ID_COLUMNS}
-    return {k: row[k] if pd.notna(row[k]) else None for k in ID_COLUMNS} | listed
-
+def _crm_ids(ids: dict[str, dict[str, list[str]]], person: str) -> dict[str, Any]:
+    """One person's CRM ids as answer fields: the latest of each kind and every one."""
+    mine = ids.get(person, {})
+    return {k: mine[k][-1] if mine.get(k) else None for k in ID_COLUMNS} | {f"{k}s": mine.get(k, []) for k in ID_COLUMNS}
 
 def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
     """Score-table columns as one JSON-ready record per row: NaN becomes null, numbers

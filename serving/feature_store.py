@@ -233,8 +233,9 @@ class FeatureStore:
             found = None
         return day, found[0] if found else None
 
-    def read_ids(self, day: date, person_ids: list[str]) -> pd.DataFrame:
-        """The CRM ids of the given persons at ``day``, as ``source_ids`` gives them."""
+    def read_ids(self, day: date, person_ids: list[str]) -> dict[str, dict[str, list[str]]]:
+        """The CRM ids of the given persons at ``day``: per person, per kind (lead_id,
+        customer_id), every id oldest first."""
         marks = ",".join("?" * len(person_ids))
         try:
             records = self._connection().execute(
@@ -242,7 +243,10 @@ class FeatureStore:
                 "ORDER BY rowid", person_ids).fetchall()
         except sqlite3.OperationalError:
             records = []
-        return _ids_frame(pd.DataFrame(records, columns=["person_id", "kind", "source_id"]))
+        found: dict[str, dict[str, list[str]]] = {}
+        for person, kind, source_id in records:
+            found.setdefault(person, {}).setdefault(kind, []).append(source_id)
+        return found
 
     def _snapshot(self, as_of: date | None) -> tuple[date, str, list[str], dict[str, float]]:
         """The day's table, its text columns and population figures (latest day by default)."""
@@ -312,17 +316,6 @@ def _ids_storable(ids: pd.DataFrame | None) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in ("person_id", "kind", "source_id")})
     return pd.concat(rows, ignore_index=True)
-
-
-def _ids_frame(long: pd.DataFrame) -> pd.DataFrame:
-    """Stored (person_id, kind, source_id) rows back to ``source_ids``' frame."""
-    columns = {}
-    for kind in ID_COLUMNS:
-        grouped = long[long["kind"] == kind].groupby("person_id", sort=False)["source_id"]
-        columns[kind] = grouped.last()
-        columns[f"{kind}s"] = grouped.agg(SEPARATOR.join)
-    frame = pd.DataFrame(columns).reindex(columns=[*ID_COLUMNS, *(f"{k}s" for k in ID_COLUMNS)])
-    return frame.astype(object).rename_axis("person_id")
 
 
 def _as_rows(columns: list[str], records: list[tuple], text_columns: list[str]) -> tuple[FeatureRows, dict[str, np.ndarray]]:

@@ -114,6 +114,19 @@ class ScoreHistory:
         merged = wanted.merge(found, on=list(KEY_COLUMNS), how="left")
         return pd.Series(merged["score"].to_numpy(dtype=float), index=keys.index, name="previous_score")
 
+    def previous_of(self, people: list[str], target: str, deals: list[str], day: date) -> list[int | None]:
+        """The latest score before ``day`` of each (person, deal) of one target, in order;
+        None where none was recorded. :meth:`previous` for the few rows of an API call."""
+        query = sa.select(POINTS.c.person_id, POINTS.c.deal_id, POINTS.c.day, POINTS.c.score).where(
+            POINTS.c.target == target, POINTS.c.day < day, POINTS.c.person_id.in_(sorted(set(people))))
+        latest: dict[tuple[str, str], tuple[date, int]] = {}
+        with self.engine.connect() as conn:
+            for person, deal, when, score in conn.execute(query):
+                key = (person, deal)
+                if key not in latest or when > latest[key][0]:
+                    latest[key] = (when, int(score))
+        return [latest[(p, d)][1] if (p, d) in latest else None for p, d in zip(people, deals)]
+
     def series(self, person_ids: Iterable[str], target: str | None = None) -> pd.DataFrame:
         """Every recorded point of these people (optionally one target), oldest first."""
         query = sa.select(POINTS).where(POINTS.c.person_id.in_(list(person_ids)))
@@ -184,18 +197,26 @@ def record_scores(scores: pd.DataFrame, day: date, settings: Settings, key: str 
 def answer_trends(history: ScoreHistory | None, columns: dict[str, Any], target: str, day: date,
                   min_change: float) -> dict[str, Any]:
     """One target's API answer columns (``serving.scoring.target_answers``) with the trend
-    columns added; unchanged when there is no history store."""
+    columns added; unchanged when there is no history store. The same figures as
+    :meth:`ScoreHistory.annotate`, read with one small query and no frames: an API call
+    scores a person or a few, and building frames cost more than the scoring."""
     if history is None or not len(columns.get("person_id", [])):
         return columns
-    frame = pd.DataFrame({
-        "person_id": list(columns["person_id"]),
-        "target": target,
-        "deal_id": list(columns["deal_id"]) if "deal_id" in columns else None,
-        "score": list(columns["score"]),
-    })
-    annotated = history.annotate(frame, day, min_change)
+    people = [str(p) for p in columns["person_id"]]
+    deals = [("" if d is None or (isinstance(d, float) and d != d) else str(d)) for d in columns["deal_id"]] \
+        if "deal_id" in columns else [""] * len(people)
+    previous = history.previous_of(people, target, deals, day)
+    scores = [int(v) for v in columns["score"]]
+    change = [None if p is None else s - p for s, p in zip(scores, previous)]
     return columns | {
-        "previous_score": [None if pd.isna(v) else int(v) for v in annotated["previous_score"]],
-        "score_change": [None if pd.isna(v) else int(v) for v in annotated["score_change"]],
-        "trend": annotated["trend"].tolist(),
+        "previous_score": previous,
+        "score_change": change,
+        "trend": [_trend(c, min_change) for c in change],
     }
+
+
+def _trend(change: int | None, min_change: float) -> str:
+    """:func:`trend_of` for one change."""
+    if change is None:
+        return "new"
+    return "improving" if change >= min_change else "declining" if change <= -min_change else "steady"
