@@ -155,6 +155,9 @@ class ServingConfig(BaseModel):
     # (more: computed). The default answer's reasons; every reason stored costs ~150 bytes.
     precomputed_top_k: int = Field(5, ge=0, le=20)
     precompute_answers: bool = True
+    # People listed by one GET /find: a shared address (info@...) can belong to many, and a
+    # marketer looking for one person reads a screenful, not hundreds.
+    find_limit: int = Field(20, ge=1)
 
 
 class MonitoringConfig(BaseModel):

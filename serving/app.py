@@ -79,18 +79,40 @@ class ScoringApp:
                  history: ScoreHistory | None = None) -> None:
         self.settings, self.models, self.store, self.history = settings, models, store, history
 
-    def score_history(self, person_id: str, target: str | None = None) -> HistoryResponse:
-        """Every recorded score of one person (optionally one target), oldest first."""
-        if self.history is None:
-            raise ApiError(404, "no score history: `radar score` records one", field="person_id")
+    def score_history(self, person_id: str | None = None, target: str | None = None, lead_id: str | None = None,
+                      customer_id: str | None = None) -> HistoryResponse:
+        """Every recorded score of one person (optionally one target), oldest first; the
+        person by Radar's ``person_id`` or by the CRM's ``lead_id`` or ``customer_id`` (found
+        through the feature store's id table of the latest day, as /score finds them)."""
+        given = {k: v for k, v in (("person_id", person_id), ("lead_id", lead_id), ("customer_id", customer_id))
+                 if v is not None}
+        if len(given) != 1:
+            raise ApiError(422, "give one of person_id, lead_id or customer_id", field=next(iter(given), "person_id"))
+        field, value = next(iter(given.items()))
         if target is not None and target not in TARGETS:
             raise ApiError(422, f"unknown target {target!r}; known: {', '.join(TARGETS)}", field="target")
+        if self.history is None:
+            raise ApiError(404, "no score history: `radar score` records one", field=field)
+        if field != "person_id":
+            person_id = self._person_of(field, value)
         points = self.history.series([person_id], target)
         points = points[points["target"].isin(TARGETS)]
         if not len(points):
-            raise ApiError(404, f"no recorded scores for person_id {redact(person_id)!r}", field="person_id")
+            raise ApiError(404, f"no recorded scores for {field} {redact(value)!r}", field=field)
         records = [r | {"deal_id": r["deal_id"] or None} for r in points.to_dict(orient="records")]
         return HistoryResponse(person_id=person_id, target=target, points=records)
+
+    def _person_of(self, kind: str, value: str) -> str:
+        """The person a CRM id belongs to in the latest materialised day; 404 when none."""
+        if self.store is None or not self.store.path.is_file():
+            raise ApiError(404, "no feature store: run `radar features DIR --as-of DAY --materialize`", field=kind)
+        try:
+            day, person = self.store.find_person(kind, value)
+        except UnknownDay:
+            raise ApiError(404, "no materialised day in the feature store", field=kind) from None
+        if person is None:
+            raise ApiError(404, f"unknown {kind} {redact(value)!r} in the features of {day}", field=kind)
+        return person
 
     def model_list(self) -> ModelsResponse:
         infos = [self.models.infos[t] for t in TARGETS if t in self.models.infos]
@@ -260,7 +282,7 @@ class ScoringApp:
         skipped = {t: ("no champion model yet" if t not in self.models.champions else WHY_NOT[t])
                    for t in targets if t not in done}
         return PersonScores.model_validate({"person_id": label, "as_of": as_of.to_pydatetime(), "scores": answered,
-                                            "not_applicable": skipped, **_crm_ids(ids, job.key)})
+                                            "not_applicable": skipped, **crm_id_fields(ids, job.key)})
 
     def _basis(self) -> ValueBasis | None:
         """The latest materialised population's figures, if there is one."""
@@ -289,10 +311,11 @@ def _given_lead_ids(jobs: list[_Job]) -> list[str]:
             if lead.lead_id is not None]
 
 
-def _crm_ids(ids: dict[str, dict[str, list[str]]], person: str) -> dict[str, Any]:
+def crm_id_fields(ids: dict[str, dict[str, list[str]]], person: str) -> dict[str, Any]:
     """One person's CRM ids as answer fields: the latest of each kind and every one."""
     mine = ids.get(person, {})
     return {k: mine[k][-1] if mine.get(k) else None for k in ID_COLUMNS} | {f"{k}s": mine.get(k, []) for k in ID_COLUMNS}
+
 
 def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
     """Score-table columns as one JSON-ready record per row: NaN becomes null, numbers

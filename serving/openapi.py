@@ -85,7 +85,7 @@ NAIVE_AS_OF = ("PersonScores", "TargetScore")
 REASONS = {
     400: "The request failed validation (malformed JSON, a wrong type, an unknown field).",
     401: "No API key, or not an accepted one.",
-    404: "Unknown person, materialised day or list; or no feature store.",
+    404: "Unknown person, materialised day or list; nobody matching a search; or no feature store.",
     413: "The request body is larger than serving.max_request_bytes.",
     415: "The body is form-encoded; send it as JSON.",
     422: "A valid request Radar cannot answer: too many persons, an as_of that is not a materialised day.",
@@ -152,9 +152,21 @@ def _document_operation(path: str, method: str, operation: dict[str, Any], schem
         add(422)
     if path == "/history":
         add(404)
-        # FastAPI's own 422: an empty person_id or a target that is not one of Radar's.
-        responses["422"] = {"description": "An empty person_id or an unknown target.", "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+        # FastAPI's own 422 (an empty id, a target that is not one of Radar's) or Radar's
+        # (none or more than one of person_id, lead_id, customer_id).
+        responses["422"] = {"description": "An empty id, an unknown target, or not exactly one of person_id, "
+                            "lead_id and customer_id.", "content": {"application/json": {"schema": {
+                                "anyOf": [{"$ref": "#/components/schemas/ErrorBody"},
+                                          {"$ref": "#/components/schemas/HTTPValidationError"}]}}}}
+    if path == "/find":
+        add(404)
+        # FastAPI's own 422 (no q, q empty or too long, an unknown kind) or Radar's (q blank,
+        # or not a valid e-mail or phone where that kind was asked).
+        responses["422"] = {"description": "No query, an empty or blank one, one too long, an unknown kind, or "
+                            "a query that is not a valid key of the kind asked.", "content": {
+                                "application/json": {"schema": {
+                                    "anyOf": [{"$ref": "#/components/schemas/ErrorBody"},
+                                              {"$ref": "#/components/schemas/HTTPValidationError"}]}}}}
     if path == "/lists":
         add(404)
         # Non-empty text (empty is refused: leave a parameter out to mean any); a filter may

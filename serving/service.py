@@ -13,6 +13,7 @@ from typing import Callable, Literal
 
 import bentoml
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
@@ -21,6 +22,7 @@ from radar.config import load_settings
 from serving import health, ui_api
 from serving.answers import refresh_answers
 from serving.app import ApiError, ScoringApp, build_app
+from serving.find import MAX_QUERY, FindKind, FindResponse, find_answer
 from serving.auth import ApiKeyMiddleware
 from serving.monitor import publish_store_drift
 from serving.media import JsonBodyMiddleware
@@ -46,6 +48,17 @@ args = bentoml.use_arguments(ServeArgs)
 _serving = load_settings().serving
 # BentoML APIs are POST; the read-only GET routes live on a small mounted FastAPI app.
 web = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@web.exception_handler(RequestValidationError)
+async def _invalid_parameters(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 without the values sent: a query parameter may be an e-mail or a phone,
+    and error bodies never repeat what was sent (only where and what is wrong)."""
+    detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in error.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 # The marketers' page: static files only (public); its data comes from the keyed GET routes.
 web.mount("/ui", StaticFiles(directory=ui_api.UI_DIR, html=True), name="ui")
 
@@ -115,9 +128,19 @@ class Radar:
         return self._answer(lambda app: app.model_list())  # type: ignore[return-value]
 
     @web.get("/history", response_model=HistoryResponse)
-    def history(self, person_id: str = Query(..., min_length=1), target: Target | None = None) -> HistoryResponse:
-        """One person's recorded scores, oldest first (every `radar score` records them)."""
-        return self._answer(lambda app: app.score_history(person_id, target))  # type: ignore[return-value]
+    def history(self, person_id: str | None = Query(None, min_length=1, max_length=200),
+                target: Target | None = None,
+                lead_id: str | None = Query(None, min_length=1, max_length=200),
+                customer_id: str | None = Query(None, min_length=1, max_length=200)) -> HistoryResponse:
+        """One person's recorded scores, oldest first (every `radar score` records them): by
+        person_id, or by the CRM's lead_id or customer_id (give one)."""
+        return self._answer(lambda app: app.score_history(person_id, target, lead_id, customer_id))  # type: ignore
+
+    @web.get("/find", response_model=FindResponse)
+    def find(self, q: str = Query(..., min_length=1, max_length=MAX_QUERY), kind: FindKind | None = None) -> FindResponse:
+        """Who a lead id, customer id, person id, e-mail or phone belongs to: their person_id
+        and CRM ids, and which kind of key matched (never the e-mail or phone itself)."""
+        return self._answer(lambda app: find_answer(self.views, app.store, q, kind, app.settings))  # type: ignore
 
     @web.get("/lists")
     def lists(self, request: Request, name: str | None = None, channel: list[str] | None = Query(None),

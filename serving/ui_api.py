@@ -45,6 +45,8 @@ class UiViews:
     data: CRMData | None
     as_of: pd.Timestamp | None
     problem: str | None = None
+    #: The search index of GET /find (``serving.find.PersonIndex``), built on the first search.
+    index: Any = None
     _cache: dict[tuple, dict[str, pd.DataFrame]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
