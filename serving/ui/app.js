@@ -1,5 +1,6 @@
-// Radar's page for marketers: plain DOM, no build step. Every figure comes from the keyed API
-// (GET /lists, GET /kpis, POST /score); this file only draws what the API answers.
+// Radar's page for marketers: plain DOM, no build step, nothing fetched from elsewhere (it
+// works offline). Every figure comes from the keyed API (GET /lists, /kpis, /find, /history,
+// POST /score); this file only draws what the API answers.
 "use strict";
 
 const KEY_STORE = "radar.apiKey";
@@ -29,7 +30,7 @@ const KPI_CHARTS = [
   ["funnel", null, "Journey funnel"],
 ];
 
-const state = { list: null, sort: { column: null, descending: false } };
+const state = { list: null, listRequest: 0, person: 0, sort: { column: null, descending: false } };
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -129,8 +130,14 @@ async function loadList() {
   const query = filterQuery();
   query.set("name", $("#list-name").value);
   setStatus("#list-status", "Loading…");
+  $("#download-csv").disabled = true;
+  // Only the latest request draws: an earlier one answering late must not replace it.
+  const asked = ++state.listRequest;
   try {
-    state.list = await api(`/lists?${query}`);
+    const list = await api(`/lists?${query}`);
+    if (asked !== state.listRequest) return;
+    state.list = list;
+    $("#download-csv").disabled = false;
     state.sort = { column: null, descending: false };
     drawList();
   } catch (failure) {
@@ -215,48 +222,254 @@ function sortRows(rows, { column, descending }) {
   });
 }
 
+// --- a list as CSV ----------------------------------------------------------------------
+
+// The list as shown: its columns (never contact ones), its rows in the order on screen.
+function listCsv() {
+  const shown = state.list.columns.filter((c) => !PRIVATE.test(c));
+  const lines = [shown.map(csvCell).join(",")];
+  for (const row of sortRows(state.list.rows, state.sort)) lines.push(shown.map((c) => csvCell(row[c])).join(","));
+  return `${lines.join("\r\n")}\r\n`;
+}
+
+function csvCell(value) {
+  if (value === null || value === undefined) return "";
+  let text = Array.isArray(value) ? value.join(";") : String(value);
+  // A spreadsheet runs a cell starting with = + - @ as a formula: text from the CRM stays text.
+  if (typeof value === "string" && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function csvName() {
+  const filters = Object.entries(state.list.filters).map(([k, v]) => `${k}-${[].concat(v).join("+")}`);
+  const parts = [state.list.name, ...filters, state.list.as_of].filter(Boolean);
+  return `${parts.join("_").replace(/[^\w.+-]+/g, "-")}.csv`;
+}
+
+function downloadList() {
+  if (!state.list) return;
+  // A byte-order mark, so spreadsheets read the reasons' arrows and accents as UTF-8.
+  const blob = new Blob(["\ufeff", listCsv()], { type: "text/csv;charset=utf-8" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = csvName();
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
 // --- a person ----------------------------------------------------------------------------
 
+const KIND_LABELS = {
+  person_id: "person id",
+  lead_id: "lead id",
+  customer_id: "customer id",
+  email: "e-mail",
+  phone: "phone",
+};
+// Days within which the time-to-close card gives P(won), as the API answers them.
+const WON_WITHIN = [30, 60, 90];
+
 function openPerson(personId) {
-  $("#person-id").value = personId;
+  $("#person-query").value = personId;
   show("person");
   loadPerson(personId);
 }
 
-async function loadPerson(personId) {
-  setStatus("#person-status", "Scoring…");
+function clearPerson() {
+  $("#person-matches").replaceChildren();
+  $("#person-matches").hidden = true;
+  $("#person-ids").replaceChildren();
+  $("#person-ids").hidden = true;
   $("#person-scores").replaceChildren();
+}
+
+// The server normalises and matches the query; its answer names people and which kind of
+// key matched, never the e-mail or phone, so nothing is shown that was not typed here.
+async function findPerson(query) {
+  clearPerson();
+  setStatus("#person-status", "Searching…");
+  // As for lists, only the latest search or person draws.
+  const asked = ++state.person;
+  let body;
   try {
-    const body = await api("/score", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ person_id: personId, top_k: 5 }),
-    });
-    $("#person-scores").replaceChildren(...body.scores.map(scoreCard), ...notApplicable(body.not_applicable));
-    setStatus("#person-status", `${personId}, scored as of ${body.as_of.slice(0, 10)}`);
+    body = await api(`/find?${new URLSearchParams({ q: query })}`);
   } catch (failure) {
-    setStatus("#person-status", failure.message, true);
+    if (asked !== state.person) return;
+    const nobody = failure.status === 404;
+    setStatus("#person-status", nobody ? "Nobody matches that lead id, customer id, e-mail or phone." : failure.message,
+      !nobody);
+    return;
+  }
+  if (asked !== state.person) return;
+  if (body.matches.length === 1) {
+    await loadPerson(body.matches[0].person_id, matchedText(body.matches[0]));
+    return;
+  }
+  const shown = body.total > body.matches.length ? ` (the first ${body.matches.length} shown)` : "";
+  setStatus("#person-status", `${body.total} people match${shown}: choose one.`);
+  $("#person-matches").replaceChildren(...body.matches.map(matchItem));
+  $("#person-matches").hidden = false;
+}
+
+function matchItem(match) {
+  const item = element("li");
+  item.dataset.personId = match.person_id;
+  item.append(personLink(match.person_id), element("span", "muted", ` ${idsText(match)} · ${matchedText(match)}`));
+  return item;
+}
+
+function matchedText(match) {
+  return `found by ${match.matched_by.map((k) => KIND_LABELS[k] || k).join(", ")}`;
+}
+
+function idsText(person) {
+  const leads = person.lead_ids.length ? `lead ${person.lead_ids.join(", ")}` : "no lead id";
+  const customers = person.customer_ids.length ? `customer ${person.customer_ids.join(", ")}` : "no customer id";
+  return `${leads}; ${customers}`;
+}
+
+async function loadPerson(personId, note = "") {
+  clearPerson();
+  setStatus("#person-status", "Scoring…");
+  const asked = ++state.person;
+  try {
+    const [body, history] = await Promise.all([
+      api("/score", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ person_id: personId, top_k: 5 }),
+      }),
+      personHistory(personId),
+    ]);
+    if (asked !== state.person) return;
+    drawIds(body);
+    const cards = body.scores.map((score) => scoreCard(score, seriesOf(history, score)));
+    $("#person-scores").replaceChildren(...cards, ...notApplicable(body.not_applicable));
+    const found = note ? `${note}; ` : "";
+    setStatus("#person-status", `${personId}: ${found}scored as of ${body.as_of.slice(0, 10)}`);
+  } catch (failure) {
+    if (asked === state.person) setStatus("#person-status", failure.message, true);
   }
 }
 
-function scoreCard(score) {
+// Every recorded score of the person; none yet is an empty history, not an error.
+async function personHistory(personId) {
+  try {
+    return (await api(`/history?${new URLSearchParams({ person_id: personId })}`)).points;
+  } catch (failure) {
+    if (failure.status === 404) return [];
+    throw failure;
+  }
+}
+
+// One score's series: its target, and for time to close its own deal.
+function seriesOf(points, score) {
+  return points.filter((p) => p.target === score.target && (score.deal_id ? p.deal_id === score.deal_id : !p.deal_id));
+}
+
+function drawIds(body) {
+  const card = $("#person-ids");
+  const list = element("dl", "overall");
+  const rows = [
+    ["Radar person", [body.person_id], "person_id"],
+    ["Lead ids", body.lead_ids, "lead_ids"],
+    ["Customer ids", body.customer_ids, "customer_ids"],
+  ];
+  for (const [label, ids, field] of rows) {
+    const value = element("dd", "", ids.length ? ids.join(", ") : "none");
+    value.dataset.field = field;
+    list.append(element("dt", "", label), value);
+  }
+  card.replaceChildren(element("h3", "", "Person"), list);
+  card.hidden = false;
+}
+
+function scoreCard(score, points) {
   const card = element("article", "card score");
   card.dataset.target = score.target;
-  card.append(element("h3", "", TARGET_LABELS[score.target] || score.target));
+  const dealClose = score.target === "time_to_close";
+  const title = TARGET_LABELS[score.target] || score.target;
+  card.append(element("h3", "", dealClose && score.deal_id ? `${title} · deal ${score.deal_id}` : title));
+  if (score.deal_id) card.dataset.dealId = score.deal_id;
   const headline = element("p", "headline");
+  const chance = dealClose ? "" : ` · probability ${percent(score.probability)}`;
   headline.append(element("span", `grade grade-${score.grade}`, score.grade),
-    element("span", "", ` score ${score.score} / 100 · probability ${(score.probability * 100).toFixed(1)} %`));
+    element("span", "", ` score ${score.score} / 100${chance}`));
   card.append(headline);
+  if (dealClose) card.append(wonWithin(score));
+  if (score.trend && score.trend !== "new") {
+    card.append(element("p", `trend trend-${score.trend}`, `${score.trend}: ${score.previous_score} → ${score.score} since the last score`));
+  }
   if (score.expected_value !== null && score.expected_value !== undefined) {
     card.append(element("p", "muted", `expected value ${score.expected_value.toFixed(2)}`));
   }
-  if (score.median_days_to_win !== null && score.median_days_to_win !== undefined) {
-    card.append(element("p", "muted", `median days to win ${Math.round(score.median_days_to_win)}`));
-  }
+  card.append(historyChart(points));
   const reasons = element("ul", "reasons");
   reasons.append(...score.reasons.map((r) => element("li", r.direction === "up" ? "up" : "down", r.text)));
   card.append(reasons);
   return card;
+}
+
+// P(won within 30/60/90 days) and the median days to win, for one open deal.
+function wonWithin(score) {
+  const list = element("dl", "won");
+  for (const days of WON_WITHIN) {
+    const value = element("dd", "", percent(score[`p_won_${days}d`]));
+    value.dataset.days = String(days);
+    list.append(element("dt", "", `won within ${days} days`), value);
+  }
+  const median = score.median_days_to_win;
+  const days = element("dd", "", median === null || median === undefined ? "beyond the horizon" : `${Math.round(median)} days`);
+  days.dataset.field = "median_days_to_win";
+  list.append(element("dt", "", "median time to win"), days);
+  return list;
+}
+
+function percent(value) {
+  return value === null || value === undefined ? "–" : `${(value * 100).toFixed(1)} %`;
+}
+
+// The score history of one target as a small line chart (inline SVG, scores 0-100 by day).
+function historyChart(points) {
+  const figure = element("figure", "history");
+  figure.dataset.points = String(points.length);
+  if (!points.length) {
+    figure.append(element("figcaption", "muted", "no recorded scores yet"));
+    return figure;
+  }
+  const ns = "http://www.w3.org/2000/svg";
+  const [width, height, left, right, top, bottom] = [320, 96, 26, 10, 8, 18];
+  const times = points.map((p) => Date.parse(p.day));
+  const first = Math.min(...times);
+  const span = Math.max(...times) - first;
+  const x = (t) => (span ? left + ((width - left - right) * (t - first)) / span : (left + width - right) / 2);
+  const y = (s) => top + ((height - top - bottom) * (100 - s)) / 100;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("class", "history");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `score history: ${points.map((p) => `${p.day} ${p.score}`).join(", ")}`);
+  for (const level of [0, 50, 100]) {
+    svg.append(svgNode(ns, "line", { x1: left, x2: width - right, y1: y(level), y2: y(level), class: "grid" }),
+      svgNode(ns, "text", { x: left - 4, y: y(level) + 3, "text-anchor": "end" }, String(level)));
+  }
+  const line = points.map((p, i) => `${x(times[i])},${y(p.score)}`).join(" ");
+  svg.append(svgNode(ns, "polyline", { points: line, class: "line" }));
+  points.forEach((p, i) => {
+    const dot = svgNode(ns, "circle", { cx: x(times[i]), cy: y(p.score), r: 3, class: "point" });
+    dot.dataset.day = p.day;
+    dot.dataset.score = String(p.score);
+    dot.append(svgNode(ns, "title", {}, `${p.day}: ${p.score} (model ${p.model_version})`));
+    svg.append(dot);
+  });
+  const last = points.length - 1;
+  svg.append(svgNode(ns, "text", { x: left, y: height - 4 }, points[0].day));
+  if (last > 0) svg.append(svgNode(ns, "text", { x: width - right, y: height - 4, "text-anchor": "end" }, points[last].day));
+  const noun = points.length === 1 ? "score" : "scores";
+  figure.append(svg, element("figcaption", "muted", `${points.length} recorded ${noun}`));
+  return figure;
 }
 
 function notApplicable(reasons) {
@@ -359,9 +572,11 @@ function wire() {
     loadList();
   });
   $("#list-name").addEventListener("change", loadList);
+  $("#download-csv").addEventListener("click", downloadList);
   $("#person-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    loadPerson($("#person-id").value.trim());
+    const query = $("#person-query").value.trim();
+    if (query) findPerson(query);
   });
   if (apiKey()) signIn(apiKey());
 }
