@@ -51,7 +51,8 @@ def test_no_server_error_and_every_answer_documented(fuzzed: Fuzz) -> None:
 
 
 def test_every_operation_gets_valid_and_malformed_data(fuzzed: Fuzz) -> None:
-    assert {"POST /score", "POST /score_batch", "GET /models", "GET /lists", "GET /kpis"} <= set(fuzzed.operations)
+    assert {"POST /score", "POST /score_batch", "GET /models", "GET /lists", "GET /kpis", "GET /find",
+            "GET /history"} <= set(fuzzed.operations)
     assert all(fuzzed.by_operation[op] > 0 for op in fuzzed.operations), fuzzed.by_operation
     assert fuzzed.by_operation["POST /score"] >= 50 and fuzzed.by_operation["POST /score_batch"] >= 50
     # Scored, refused as malformed, and refused without the key (ignored_auth).
