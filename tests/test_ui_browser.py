@@ -243,7 +243,7 @@ def test_a_marketer_finds_a_person_by_email_and_by_lead_id(page, server: str, pe
     assert page.locator("#person-scores .score").count() == 0
 
 
-def test_find_over_http_matches_normal_forms_and_never_echoes_them(server: str, person: Person) -> None:
+def test_find_over_http_matches_normal_forms_and_never_echoes_them(server: str, person: Person, world: UiWorld) -> None:
     assert person.phone, "the demo world gives most leads a valid GB phone"
     headers = {"X-API-Key": KEY}
     national = phonenumbers.format_number(phonenumbers.parse(person.phone), phonenumbers.PhoneNumberFormat.NATIONAL)
@@ -259,6 +259,9 @@ def test_find_over_http_matches_normal_forms_and_never_echoes_them(server: str, 
     by_lead = httpx.get(f"{server}/history", params={"lead_id": person.lead_id}, headers=headers, timeout=60)
     assert by_lead.status_code == 200 and by_lead.json()["person_id"] == person.person_id
     assert len(by_lead.json()["points"]) == person.points
+    # The access log records each request's path, never its query string.
+    log = (Path(world.settings.work_dir) / "ui-server.log").read_text(encoding="utf-8", errors="replace")
+    assert "/find" in log and person.email not in log.lower() and person.phone not in log and national not in log
 
 
 def test_a_wrong_key_is_told_and_not_kept(page, server: str) -> None:
