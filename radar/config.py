@@ -98,6 +98,21 @@ class TrainingConfig(BaseModel):
     model: ModelConfig = ModelConfig()
 
 
+class ExplainConfig(BaseModel):
+    """How the contributions behind reasons (TreeSHAP) are computed (``training.treeshap``)."""
+
+    # "tables": Radar's own exact TreeSHAP (per-leaf tables, several times faster than
+    # LightGBM's pred_contrib on batches), used for a model only once it has been checked
+    # equal to pred_contrib; "pred_contrib": always LightGBM's own.
+    method: Literal["tables", "pred_contrib"] = "tables"
+    # Largest difference from pred_contrib allowed, relative to the largest contribution.
+    tolerance: float = Field(1e-6, gt=0, lt=1e-2)
+    # Rows compared with pred_contrib: made-up rows on every split's edges when a model is
+    # first explained, and this many of the first rows explained (as given, and again with
+    # values removed).
+    check_rows: int = Field(256, ge=16)
+
+
 class ScoringConfig(BaseModel):
     """How a probability becomes what a salesperson reads."""
 
@@ -222,6 +237,7 @@ class Settings(BaseSettings):
     features: FeatureConfig = FeatureConfig()
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
+    explain: ExplainConfig = ExplainConfig()
     lists: ListSettings = ListSettings()
     serving: ServingConfig = ServingConfig()
     spark: SparkConfig = SparkConfig()

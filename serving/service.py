@@ -40,6 +40,8 @@ class ServeArgs(BaseModel):
 # Set before LightGBM is first loaded: OpenMP reads it once. The decorator's `envs` only
 # reaches built bentos, not `bentoml serve` from source.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The same for numba's threads (training.treeshap): one worker per core already fills them.
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 # MLflow retries an unreachable server for minutes by default; at start-up the service would
 # rather fall back to BentoML's model store quickly (model_source "auto").
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -67,7 +69,7 @@ web.mount("/ui", StaticFiles(directory=ui_api.UI_DIR, html=True), name="ui")
     name="radar",
     # One thread per worker: LightGBM's threading costs more than it gains on single rows.
     resources={"cpu": "1"},
-    envs=[{"name": "OMP_NUM_THREADS", "value": "1"}],
+    envs=[{"name": "OMP_NUM_THREADS", "value": "1"}, {"name": "NUMBA_NUM_THREADS", "value": "1"}],
     workers=_serving.workers,
     traffic={"timeout": 30, "concurrency": 64},
     http={"host": _serving.host, "port": _serving.port},
