@@ -10,6 +10,16 @@ pushed the score up or down is the explanation's job (SHAP sign), not the catalo
 The catalog is a list of :class:`Entry`, one per feature or family of features (a regular
 expression over column names, e.g. ``n_<type>_<d>d``). The first matching entry wins, so
 specific entries come before catch-alls such as ``lead_<attribute>``.
+
+Phrases for many rows at once: every way of saying a value is a :class:`Phrase`, which
+renders one value and also gives, for a whole column of values, a *key*: numbers that are
+equal for two values exactly when the two read the same (6.0 and 6 are "opened 6
+e-mails"; 140.2 and 139.9 days are both "140 days"; a ratio of 1.04 and of 0.97 are both
+"steady"). :func:`describe_many` then renders one value per distinct key and hands the
+sentence to every row with that key, so explaining a batch costs a few numpy passes and a
+Python call per distinct phrase, not per row, with the very sentences ``describe_feature``
+writes. A key may split values more finely than their phrases (that only renders a phrase
+twice), never more coarsely.
 """
 
 from __future__ import annotations
@@ -20,13 +30,30 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 from features.contract import DEAL_STAGES, JOURNEY_STAGES
 from radar.text import count_text, plural
 
 Row = Mapping[str, object] | pd.Series | None
 Render = Callable[[object, dict[str, str], Row], str]
+#: A column of values (and the context columns a phrase reads) → key columns, shape (rows, k).
+KeyOf = Callable[[np.ndarray, Mapping[str, np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """One way of saying a value: ``render`` for one value, ``key`` for a column of them
+    (see the module doc), and the other columns of the row it reads (``context``)."""
+
+    render: Render
+    key: KeyOf
+    context: tuple[str, ...] = ()
+
+    def __call__(self, value: object, groups: dict[str, str], row: Row) -> str:
+        return self.render(value, groups, row)
 
 
 @dataclass(frozen=True)
@@ -35,10 +62,75 @@ class Entry:
 
     pattern: str
     meaning: str
-    render: Render
+    render: Phrase
 
     def match(self, name: str) -> re.Match[str] | None:
         return re.fullmatch(self.pattern, name)
+
+
+# ---------------------------------------------------------------- keys of columns of values
+
+
+def _numbers(values: np.ndarray) -> np.ndarray | None:
+    """A column as float64, or None when it holds anything but numbers and missing values
+    (then every row is its own key: exact, if not fast)."""
+    if values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    kind = infer_dtype(values, skipna=True)
+    if kind in ("floating", "integer", "mixed-integer-float", "empty"):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(np.float64)
+    return None
+
+
+def _each_row(values: np.ndarray) -> np.ndarray:
+    return np.arange(len(values), dtype=np.float64).reshape(-1, 1)
+
+
+def _tenths(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of ``f"{v:.1f}"``: the nearest tenth, except where ten times the value sits so
+    close to a half that floating point could round it either way (there the value itself)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = v * 10.0
+        half = np.abs(t - np.floor(t) - 0.5) < 1e-6
+        unsure = half | ~(np.abs(v) < 1e11)
+    return np.where(unsure, 1.0, 0.0), np.where(unsure, v, np.rint(t))
+
+
+def _num_key(v: np.ndarray) -> np.ndarray:
+    """Keys of :func:`_num` (count_text): whole numbers by value, others by their tenth."""
+    missing = np.isnan(v)
+    with np.errstate(invalid="ignore"):
+        whole = v == np.round(v)
+    unsure, tenth = _tenths(v)
+    kind = np.where(missing, 0.0, np.where(whole, 1.0, 2.0 + unsure))
+    return np.column_stack([kind, np.where(missing, 0.0, np.where(whole, v, tenth))])
+
+
+def _rounded_key(v: np.ndarray) -> np.ndarray:
+    """Keys of whole-day phrases (``round`` and ``:.0f``): missing, and the rounded value
+    (its sign too: ``f"{-0.2:.0f}"`` is "-0")."""
+    missing = np.isnan(v)
+    return np.column_stack([missing, np.where(missing, 0.0, np.round(v))])
+
+
+def _category_key(values: np.ndarray) -> np.ndarray:
+    """Keys of category values shown as they are: one per distinct value (text), missing
+    values together."""
+    numbers = values.astype(np.float64, copy=False) if values.dtype.kind in "fiub" else None
+    if numbers is not None:
+        return np.column_stack([np.isnan(numbers), np.where(np.isnan(numbers), 0.0, numbers)])
+    if infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return _each_row(values)  # 1 and 1.0 and True are equal, but read differently
+    codes, _ = pd.factorize(pd.Series(values, dtype=object))
+    return codes.astype(np.float64).reshape(-1, 1)
+
+
+def _numeric_key(key: Callable[[np.ndarray], np.ndarray]) -> KeyOf:
+    def of(values: np.ndarray, context: Mapping[str, np.ndarray]) -> np.ndarray:
+        v = _numbers(values)
+        return _each_row(values) if v is None else key(v)
+
+    return of
 
 
 # ---------------------------------------------------------------- formatting helpers
@@ -81,7 +173,7 @@ def _with_window(groups: dict[str, str]) -> dict[str, str]:
     return {**groups, "window": _window(groups["days"])} if "days" in groups else groups
 
 
-def _counted(zero: str, one: str, many: str, missing: str | None = None) -> Render:
+def _counted(zero: str, one: str, many: str, missing: str | None = None) -> Phrase:
     """A count: ``many`` takes ``{n}``; every template may use the pattern's groups."""
 
     def render(value: object, groups: dict[str, str], row: Row) -> str:
@@ -92,10 +184,10 @@ def _counted(zero: str, one: str, many: str, missing: str | None = None) -> Rend
         template = zero if number == 0 else one if number == 1 else many
         return template.format(n=_num(number), **groups)
 
-    return render
+    return Phrase(render, _numeric_key(_num_key))
 
 
-def _measured(template: str, missing: str, fmt: Callable[[float], str] = _num) -> Render:
+def _measured(template: str, missing: str, fmt: Callable[[float], str] = _num) -> Phrase:
     """A measurement: ``template`` takes ``{value}`` (formatted) and the pattern's groups."""
 
     def render(value: object, groups: dict[str, str], row: Row) -> str:
@@ -104,19 +196,28 @@ def _measured(template: str, missing: str, fmt: Callable[[float], str] = _num) -
             return missing.format(**groups)
         return template.format(value=fmt(float(value)), **groups)  # type: ignore[arg-type]
 
-    return render
+    return Phrase(render, _numeric_key(_num_key if fmt is _num else _rounded_key))
 
 
-def _text(template: str, missing: str) -> Render:
+def _text(template: str, missing: str) -> Phrase:
     """A category value, shown as it is."""
 
     def render(value: object, groups: dict[str, str], row: Row) -> str:
         return missing if _missing(value) else template.format(value=value, **groups)
 
-    return render
+    return Phrase(render, lambda values, context: _category_key(values))
 
 
-def _trend(subject: str) -> Render:
+def _trend_key(v: np.ndarray) -> np.ndarray:
+    """Keys of :func:`_trend`: missing, up, down or steady, and the ratio's tenth."""
+    with np.errstate(invalid="ignore"):
+        kind = np.where(np.isnan(v), 0.0, np.where(v > 1.05, 1.0, np.where(v < 0.95, 2.0, 3.0)))
+    unsure, tenth = _tenths(v)
+    shown = (kind == 1.0) | (kind == 2.0)
+    return np.column_stack([kind, np.where(shown, unsure, 0.0), np.where(shown, tenth, 0.0)])
+
+
+def _trend(subject: str) -> Phrase:
     def render(value: object, groups: dict[str, str], row: Row) -> str:
         span = f"in the last {_window(groups['recent'])} vs the {groups['base']} before"
         if _missing(value):
@@ -128,10 +229,10 @@ def _trend(subject: str) -> Render:
             return f"{subject} down to {ratio:.1f}× {span}"
         return f"{subject} steady {span}"
 
-    return render
+    return Phrase(render, _numeric_key(_trend_key))
 
 
-def _last_purchase(value: object, groups: dict[str, str], row: Row) -> str:
+def _last_purchase_text(value: object, groups: dict[str, str], row: Row) -> str:
     if _missing(value):
         return "has never bought"
     text = f"no purchase for {_day_count(value)}"  # type: ignore[arg-type]
@@ -141,7 +242,24 @@ def _last_purchase(value: object, groups: dict[str, str], row: Row) -> str:
     return text
 
 
-def _overdue(value: object, groups: dict[str, str], row: Row) -> str:
+#: The row's usual purchase gap is part of the last-purchase phrase.
+_GAP = "purchase_gap_mean_days"
+
+
+def _last_purchase_key(values: np.ndarray, context: Mapping[str, np.ndarray]) -> np.ndarray:
+    v = _numbers(values)
+    gap = _numbers(context[_GAP]) if _GAP in context else np.full(len(values), np.nan)
+    if v is None or gap is None:
+        return _each_row(values)
+    days = _rounded_key(v)
+    # The gap only shows when there was a last purchase.
+    return np.column_stack([days, np.where(days[:, :1] == 1, 0.0, _rounded_key(gap))])
+
+
+_last_purchase = Phrase(_last_purchase_text, _last_purchase_key, (_GAP,))
+
+
+def _overdue_text(value: object, groups: dict[str, str], row: Row) -> str:
     if _missing(value):
         return "no purchase rhythm yet"
     ratio = float(value)  # type: ignore[arg-type]
@@ -150,20 +268,39 @@ def _overdue(value: object, groups: dict[str, str], row: Row) -> str:
     return "last purchase within the usual gap"
 
 
-def _yes_no(yes: str, no: str) -> Render:
+def _overdue_key(v: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        kind = np.where(np.isnan(v), 0.0, np.where(v > 1, 1.0, 2.0))
+    unsure, tenth = _tenths(v)
+    return np.column_stack([kind, np.where(kind == 1.0, unsure, 0.0), np.where(kind == 1.0, tenth, 0.0)])
+
+
+_overdue = Phrase(_overdue_text, _numeric_key(_overdue_key))
+
+
+def _yes_no(yes: str, no: str) -> Phrase:
     def render(value: object, groups: dict[str, str], row: Row) -> str:
         return yes if not _missing(value) and float(value) > 0 else no  # type: ignore[arg-type]
 
-    return render
+    def key(v: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return (v > 0).astype(np.float64).reshape(-1, 1)
+
+    return Phrase(render, _numeric_key(key))
 
 
-def _ordinal(names: tuple[str, ...], template: str, missing: str) -> Render:
+def _ordinal(names: tuple[str, ...], template: str, missing: str) -> Phrase:
     def render(value: object, groups: dict[str, str], row: Row) -> str:
         if _missing(value) or not 0 <= float(value) < len(names):  # type: ignore[arg-type]
             return missing
         return template.format(stage=names[int(float(value))])  # type: ignore[arg-type]
 
-    return render
+    def key(v: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            known = (v >= 0) & (v < len(names))
+        return np.where(known, np.floor(np.where(known, v, 0.0)), -1.0).reshape(-1, 1)
+
+    return Phrase(render, _numeric_key(key))
 
 
 #: How each kind of e-mail and phone (features.contact) reads in a reason.
@@ -182,7 +319,7 @@ PHONE_PHRASES: dict[str, str] = {
 }
 
 
-def _phrase_of(phrases: dict[str, str], missing: str, label: str) -> Render:
+def _phrase_of(phrases: dict[str, str], missing: str, label: str) -> Phrase:
     """A category with a sentence per value (``label: value`` for a value it does not know)."""
 
     def render(value: object, groups: dict[str, str], row: Row) -> str:
@@ -190,15 +327,23 @@ def _phrase_of(phrases: dict[str, str], missing: str, label: str) -> Render:
             return missing
         return phrases.get(str(value), f"{label}: {value}")
 
-    return render
+    return Phrase(render, lambda values, context: _category_key(values))
 
 
-def _attribute(value: object, groups: dict[str, str], row: Row) -> str:
+def _attribute_text(value: object, groups: dict[str, str], row: Row) -> str:
     label = groups["attribute"].replace("_", " ")
     if _missing(value):
         return f"{label}: unknown"
     shown = _num(value) if isinstance(value, numbers.Real) else str(value)  # type: ignore[arg-type]
     return f"{label}: {shown}"
+
+
+def _attribute_key(values: np.ndarray, context: Mapping[str, np.ndarray]) -> np.ndarray:
+    # Numbers read as counts (float columns), anything else as the text it is.
+    return _num_key(values.astype(np.float64)) if values.dtype.kind in "fiub" else _category_key(values)
+
+
+_attribute = Phrase(_attribute_text, _attribute_key)
 
 
 # ---------------------------------------------------------------- interaction types
@@ -226,9 +371,12 @@ TYPE_PHRASES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _per_type(value: object, groups: dict[str, str], row: Row) -> str:
+def _per_type_text(value: object, groups: dict[str, str], row: Row) -> str:
     zero, one, many = TYPE_PHRASES[groups["type"]]
     return _counted(zero + _IN, one + _IN, many + _IN)(value, groups, row)
+
+
+_per_type = Phrase(_per_type_text, _numeric_key(_num_key))
 
 
 _TYPES = "|".join(TYPE_PHRASES)
@@ -359,3 +507,49 @@ def describe_feature(name: str, value: object, row: Row = None) -> str:
     match = entry.match(name)
     assert match is not None  # describe_pattern only returns matching entries
     return entry.render(value, match.groupdict(), row)
+
+
+def _unknown_text(value: object, groups: dict[str, str], row: Row) -> str:
+    return f"{groups['column'].replace('_', ' ')}: {value}"
+
+
+#: How a column no entry knows is said (as :func:`describe_feature` says it).
+_UNKNOWN = Phrase(_unknown_text, lambda values, context: _each_row(values))
+
+
+def _distinct_rows(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """A code per row of ``keys`` (rows, k), equal for rows with the same bytes (so -0.0 is
+    not 0.0), and how many codes: hashed one column at a time."""
+    bits = keys.view(np.int64)
+    codes = np.zeros(len(keys), dtype=np.int64)
+    count = 1
+    for j in range(bits.shape[1]):
+        column, uniques = pd.factorize(bits[:, j])
+        codes, found = pd.factorize(codes * len(uniques) + column)
+        count = len(found)
+    return codes.astype(np.int64), count
+
+
+def describe_many(name: str, values: np.ndarray, context: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """``describe_feature(name, value, row)`` for a whole column of values at once (an
+    object array of phrases): one phrase rendered per distinct key (see the module doc).
+    ``context`` holds the other columns of the same rows that the phrase reads."""
+    context = context or {}
+    entry = describe_pattern(name)
+    if entry is None:
+        phrase, groups = _UNKNOWN, {"column": name}
+    else:
+        match = entry.match(name)
+        assert match is not None
+        phrase, groups = entry.render, match.groupdict()
+    if len(values) == 0:
+        return np.empty(0, dtype=object)
+    keys = np.ascontiguousarray(phrase.key(values, context), dtype=np.float64)
+    codes, count = _distinct_rows(keys)
+    first = np.empty(count, dtype=np.int64)
+    first[codes] = np.arange(len(codes))  # any row of a key stands for all of them
+    said = np.empty(len(first), dtype=object)
+    for u, i in enumerate(first.tolist()):
+        row = {c: context[c][i] for c in phrase.context if c in context}
+        said[u] = phrase(values[i], groups, row)
+    return said[codes]
