@@ -29,6 +29,7 @@ import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -490,8 +491,10 @@ CATALOG: tuple[Entry, ...] = (
 )
 
 
+@lru_cache(maxsize=4096)
 def describe_pattern(name: str) -> Entry | None:
-    """The catalog entry that explains feature ``name`` (None if there is none)."""
+    """The catalog entry that explains feature ``name`` (None if there is none; cached:
+    batches ask for the same few columns again and again)."""
     for entry in CATALOG:
         if entry.match(name):
             return entry

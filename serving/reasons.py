@@ -6,8 +6,10 @@ features that moved the score most, signed and ordered by the size of their effe
 35 (↓)".
 
 Where the numbers come from
-  LightGBM models: TreeSHAP values from ``Booster.predict(pred_contrib=True)``, the same
-  values the shap package computes, much faster. The input is a float matrix built the way
+  LightGBM models: TreeSHAP values, exactly those of ``Booster.predict(pred_contrib=True)``
+  (the same values the shap package computes), from :mod:`training.treeshap`: per-leaf
+  tables checked against pred_contrib for each model, pred_contrib itself where they are
+  not equal. The input is a float matrix built the way
   the model's own ``_prepare`` + LightGBM's pandas conversion build it (numeric columns as
   floats, categories as their code in the training category list, unseen or missing as
   NaN), which skips pandas' per-call overhead: explanation cost is the batch cost centre.
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -49,8 +51,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.catalog import TYPE_PHRASES, Entry, describe_pattern
+from features.catalog import TYPE_PHRASES, describe_many, describe_pattern
 from features.rows import FeatureRows
+from radar.config import ExplainConfig
+from training import treeshap
 from training.bundle import TargetBundle
 from training.models import as_rows, input_layout
 from training.survival import PERIOD_COLUMN
@@ -218,26 +222,22 @@ def booster_matrix(model: Any, features: pd.DataFrame | FeatureRows) -> np.ndarr
     return input_layout(model).matrix(as_rows(features))
 
 
-def _pred_contrib(booster: Any, matrix: np.ndarray, num_threads: int) -> np.ndarray:
-    return booster.predict(
-        matrix, pred_contrib=True, num_iteration=booster.best_iteration or None, num_threads=num_threads
-    )
-
-
-def _lightgbm_contributions(model: Any, rows: FeatureRows, num_threads: int) -> Contributions:
+def _lightgbm_contributions(model: Any, rows: FeatureRows, num_threads: int, config: ExplainConfig) -> Contributions:
     columns = tuple(model.feature_names_)
     matrix = booster_matrix(model, rows)
     booster = model.booster_
-    if hasattr(model, "n_periods"):
+    hazard = hasattr(model, "n_periods")
+    if hazard:
         # Hazard model: the first-period row of every deal; the period is the last column.
         if booster.feature_name()[-1] != PERIOD_COLUMN:
             raise ValueError(f"hazard booster's last column is not {PERIOD_COLUMN!r}")
-        width = len(columns) + 2  # features, period, expected value
-        first_period = np.hstack([matrix, np.zeros((len(matrix), 1))])
-        won = _pred_contrib(booster, first_period, num_threads)[:, WON_CLASS * width : (WON_CLASS + 1) * width]
-        values, expected = won[:, : len(columns)], won[:, -1] + won[:, -2]
+        matrix = np.hstack([matrix, np.zeros((len(matrix), 1))])
+    explainer = treeshap.explainer(booster, WON_CLASS if hazard else 0, method=config.method,
+                                   tolerance=config.tolerance, check_rows=config.check_rows)
+    raw = explainer.contributions(matrix, num_threads)
+    if hazard:
+        values, expected = raw[:, : len(columns)], raw[:, -1] + raw[:, -2]
     else:
-        raw = _pred_contrib(booster, matrix, num_threads)
         values, expected = raw[:, :-1], raw[:, -1]
     return Contributions(columns, values, expected, matrix, input_layout(model).numeric_index)
 
@@ -315,13 +315,15 @@ def why_no_reasons(bundle: TargetBundle) -> str | None:
 
 
 def contributions(
-    bundle: TargetBundle, features: pd.DataFrame | FeatureRows, num_threads: int = 1
+    bundle: TargetBundle, features: pd.DataFrame | FeatureRows, num_threads: int = 1,
+    config: ExplainConfig | None = None,
 ) -> Contributions | None:
-    """Per-column contributions of every row, or None (see :func:`why_no_reasons`)."""
+    """Per-column contributions of every row, or None (see :func:`why_no_reasons`).
+    LightGBM models: ``training.treeshap`` (its checked tables or pred_contrib, ``config``)."""
     model = bundle.model
     rows = as_rows(features)
     if getattr(model, "booster_", None) is not None:
-        return _lightgbm_contributions(model, rows, num_threads)
+        return _lightgbm_contributions(model, rows, num_threads, config or ExplainConfig())
     explain = BASELINE_EXPLAINERS.get(getattr(model, "name", bundle.model_type))
     return None if explain is None else explain(model, rows.to_frame())
 
@@ -336,57 +338,178 @@ def grouped_impacts(bundle: TargetBundle, features: pd.DataFrame) -> tuple[pd.Da
     return pd.DataFrame(group_impacts(contrib.values, plan), index=features.index, columns=list(plan.names)), contrib.expected
 
 
-# ---------------------------------------------------------------- sentences
+# ---------------------------------------------------------------- sentences, by column
 
 
-class _RowView(Mapping[str, object]):
-    """One row of a feature frame, read lazily: the catalog asks for a neighbour or two
-    (e.g. the usual purchase gap), and a pandas row per person would cost more than the
-    explanation itself."""
+@dataclass(frozen=True)
+class ReasonTable:
+    """The top reasons of a batch, column by column: row i has ``counts[i]`` reasons, in
+    the first cells of row i of every (rows, top_k) array, largest |impact| first."""
 
-    def __init__(self, columns: "_ColumnCache", i: int) -> None:
-        self._columns = columns
-        self._i = i
+    counts: np.ndarray
+    #: Group names, JSON-ready values, summed impacts, and the sentences with their arrow.
+    features: np.ndarray
+    values: np.ndarray
+    impacts: np.ndarray
+    texts: np.ndarray
 
-    def __getitem__(self, name: str) -> object:
-        if name not in self._columns.rows:
-            raise KeyError(name)
-        return self._columns.values(name)[self._i]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._columns.rows.names)
+    @classmethod
+    def empty(cls, n: int, top_k: int = 0) -> "ReasonTable":
+        nothing = np.empty((n, top_k), dtype=object)
+        return cls(np.zeros(n, dtype=np.int64), nothing, nothing, np.zeros((n, top_k)), nothing)
 
     def __len__(self) -> int:
-        return len(self._columns.rows.names)
+        return len(self.counts)
+
+    def _cells(self) -> tuple[np.ndarray, list[int]]:
+        """Row-major positions of the filled cells, and where each row's run ends."""
+        top_k = self.texts.shape[1]
+        filled = np.arange(top_k) < self.counts[:, None]
+        return np.flatnonzero(filled), np.cumsum(self.counts).tolist()
+
+    def reasons(self) -> list[list[Reason]]:
+        cells, ends = self._cells()
+        flat = [Reason(f, v, i, "up" if i > 0 else "down", t) for f, v, i, t in zip(
+            self.features.ravel()[cells].tolist(), self.values.ravel()[cells].tolist(),
+            self.impacts.ravel()[cells].tolist(), self.texts.ravel()[cells].tolist())]
+        return _split(flat, ends)
+
+    def records(self) -> list[list[dict[str, Any]]]:
+        """Each row's reasons as the dicts of the API and score tables (``Reason.to_dict``)."""
+        cells, ends = self._cells()
+        impacts = self.impacts.ravel()[cells]
+        flat = [{"feature": f, "value": v, "impact": i, "direction": d, "text": t} for f, v, i, d, t in zip(
+            self.features.ravel()[cells].tolist(), self.values.ravel()[cells].tolist(), impacts.tolist(),
+            np.where(impacts > 0, "up", "down").tolist(), self.texts.ravel()[cells].tolist())]
+        return _split(flat, ends)
+
+    def text(self) -> np.ndarray:
+        """One cell per row for a CSV: the sentences joined with "; " (:func:`reasons_text`)."""
+        out = np.full(len(self), "", dtype=object)
+        for j in range(self.texts.shape[1]):
+            has = self.counts > j
+            if not has.any():
+                break
+            joined = self.texts[has, j] if j == 0 else out[has] + "; " + self.texts[has, j]
+            out[has] = joined
+        return out
 
 
-class _ColumnCache:
-    """Column arrays of a batch: numeric model inputs straight from the input matrix,
-    anything else (category values, columns the model does not read) from the rows."""
-
-    def __init__(self, rows: FeatureRows, contrib: Contributions) -> None:
-        self.rows = rows
-        self._inputs = contrib.inputs
-        self._input_at = contrib.input_at or {}
-
-    def values(self, name: str) -> np.ndarray:
-        if name in self._input_at and self._inputs is not None:
-            return self._inputs[:, self._input_at[name]]
-        return self.rows.column(name)
+def _split(flat: list[Any], ends: list[int]) -> list[list[Any]]:
+    out, start = [], 0
+    for end in ends:
+        out.append(flat[start:end])
+        start = end
+    return out
 
 
-@lru_cache(maxsize=1024)
-def _entry(column: str) -> tuple[Entry | None, tuple[tuple[str, str], ...]]:
-    entry = describe_pattern(column)
-    match = entry.match(column) if entry else None
-    return entry, tuple(match.groupdict().items()) if match else ()
+def _json_values(values: np.ndarray) -> np.ndarray:
+    """:func:`_json_value` of every value of a column (an object array), by column: whole
+    numbers as ints, missing as None, text as text."""
+    out = np.empty(len(values), dtype=object)
+    if values.dtype.kind in "fiub":
+        x = values.astype(np.float64, copy=False)
+        missing = np.isnan(x)
+        with np.errstate(invalid="ignore"):
+            whole = ~missing & (x == np.floor(x)) & (np.abs(x) < 2**53)
+        out[whole] = x[whole].astype(np.int64).tolist()
+        rest = ~missing & ~whole
+        out[rest] = x[rest].tolist()
+        out[missing] = None
+        return out
+    # Objects: one conversion per distinct value (missing values are one of them).
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    converted = np.array([_json_value(u) for u in uniques] + [None], dtype=object)
+    out[:] = converted[codes]
+    return out
 
 
-def _phrase(column: str, value: object, row: Mapping[str, object]) -> str:
-    entry, groups = _entry(column)
-    if entry is None:
-        return f"{column.replace('_', ' ')}: {value}"
-    return entry.render(value, dict(groups), row)
+def _column_values(name: str, rows: FeatureRows, contrib: Contributions) -> np.ndarray | None:
+    """A column of the batch: numeric model inputs straight from the input matrix, anything
+    else (category values, columns the model does not read) from the rows; None if absent."""
+    if contrib.inputs is not None and contrib.input_at and name in contrib.input_at:
+        return contrib.inputs[:, contrib.input_at[name]]
+    return rows.column(name) if name in rows else None
+
+
+def reason_table(contrib: Contributions, rows: FeatureRows, top_k: int) -> ReasonTable:
+    """The ``top_k`` reasons of every row from its contributions, with no Python per row.
+
+    Per row, groups are ranked by |impact|, and the first 2 × ``top_k`` that moved the score
+    (|impact| ≥ MIN_IMPACT) are candidates; each shows its fixed column or the member that
+    moved the row most. Two candidates that read the very same sentence ("has never bought"
+    from both the purchase rhythm and the purchase count) state one fact: they become one
+    reason named after the first, with the impacts added. The ``top_k`` largest remain.
+    Sentences are written per shown column for all rows at once (``describe_many``).
+    """
+    n = len(contrib.values)
+    plan = group_plan(contrib.columns)
+    impacts = group_impacts(contrib.values, plan)
+    n_groups = impacts.shape[1]
+    if n == 0 or n_groups == 0:
+        return ReasonTable.empty(n, top_k)
+    # A few spare candidates: two groups can say the same thing and be merged (below).
+    n_candidates = min(2 * top_k, n_groups)
+    order = np.argsort(-np.abs(impacts), axis=1, kind="stable")[:, :n_candidates]
+    candidate = np.take_along_axis(impacts, order, axis=1)
+    # Sorted by size: once one did not move the score, neither did the rest.
+    alive = np.abs(candidate) >= MIN_IMPACT
+    # The column each group shows on each row: its fixed one, or its member that moved the
+    # row most (the first of equals).
+    magnitude = np.abs(contrib.values)
+    shown_by_group = np.empty((n, n_groups), dtype=np.int64)
+    for g, members in enumerate(plan.members):
+        fixed = plan.fixed_shown[g]
+        if fixed >= 0:
+            shown_by_group[:, g] = fixed
+        elif len(members) == 1:
+            shown_by_group[:, g] = members[0]
+        else:
+            shown_by_group[:, g] = members[np.argmax(magnitude[:, members], axis=1)]
+    shown = np.take_along_axis(shown_by_group, order, axis=1)
+    phrases = np.empty(shown.shape, dtype=object)
+    values = np.empty(shown.shape, dtype=object)
+    at_rows, at_slots = np.nonzero(alive)
+    columns_shown = shown[at_rows, at_slots]
+    for column in np.unique(columns_shown).tolist():
+        pick = columns_shown == column
+        r, c = at_rows[pick], at_slots[pick]
+        name = plan.columns[column]
+        column_values = _column_values(name, rows, contrib)
+        assert column_values is not None  # a model's own column is always in its rows
+        shown_values = column_values[r]
+        entry = describe_pattern(name)
+        context = {}
+        for other in entry.render.context if entry is not None else ():
+            other_values = _column_values(other, rows, contrib)
+            if other_values is not None:
+                context[other] = other_values[r]
+        phrases[r, c] = describe_many(name, shown_values, context)
+        values[r, c] = _json_values(shown_values)
+    # Candidates that read the same sentence on a row: the first takes the others' impacts.
+    phrase_ids = np.full(shown.shape, -1, dtype=np.int64)
+    phrase_ids[at_rows, at_slots] = pd.factorize(pd.Series(phrases[at_rows, at_slots], dtype=object))[0]
+    total = np.where(alive, candidate, 0.0)
+    for c in range(1, n_candidates):
+        for first in range(c):
+            same = alive[:, c] & alive[:, first] & (phrase_ids[:, c] == phrase_ids[:, first])
+            if same.any():
+                total[same, first] += candidate[same, c]
+                alive[same, c] = False
+    rank = np.argsort(np.where(alive, -np.abs(total), np.inf), axis=1, kind="stable")[:, :top_k]
+    counts = np.minimum(alive.sum(axis=1), top_k)
+    names = np.asarray(plan.names, dtype=object)
+    kept = np.take_along_axis(total, rank, axis=1)
+    arrows = np.where(kept > 0, f" ({ARROWS['up']})", f" ({ARROWS['down']})").astype(object)
+    filled = np.arange(rank.shape[1]) < counts[:, None]
+    texts = np.where(filled, np.take_along_axis(phrases, rank, axis=1), "")
+    return ReasonTable(
+        counts=counts.astype(np.int64),
+        features=np.where(filled, names[np.take_along_axis(order, rank, axis=1)], None),
+        values=np.where(filled, np.take_along_axis(values, rank, axis=1), None),
+        impacts=np.where(filled, kept, 0.0),
+        texts=np.where(filled, texts.astype(object) + arrows, ""),
+    )
 
 
 def _json_value(value: object) -> float | int | str | None:
@@ -407,69 +530,33 @@ def _json_value(value: object) -> float | int | str | None:
 # ---------------------------------------------------------------- the API
 
 
+def top_reasons(
+    bundle: TargetBundle, features: pd.DataFrame | FeatureRows, top_k: int = 5, *, num_threads: int = 1,
+    config: ExplainConfig | None = None,
+) -> ReasonTable:
+    """The ``top_k`` reasons of every row of ``features``, column by column (see
+    :func:`reason_table`); none when the bundle cannot explain itself (:func:`why_no_reasons`)."""
+    if top_k < 1 or len(features) == 0:
+        return ReasonTable.empty(len(features))
+    rows = as_rows(features)
+    contrib = contributions(bundle, rows, num_threads, config)
+    if contrib is None:
+        return ReasonTable.empty(len(features), top_k)
+    return reason_table(contrib, rows, top_k)
+
+
 def explain_top_reasons(
-    bundle: TargetBundle, features: pd.DataFrame | FeatureRows, top_k: int = 5, *, num_threads: int = 1
+    bundle: TargetBundle, features: pd.DataFrame | FeatureRows, top_k: int = 5, *, num_threads: int = 1,
+    config: ExplainConfig | None = None,
 ) -> list[list[Reason]]:
     """The ``top_k`` reasons of every row of ``features``, largest |impact| first.
 
     One contribution call for all rows; a row gets fewer than ``top_k`` reasons when fewer
     groups moved its score, and none when the bundle cannot explain itself
-    (:func:`why_no_reasons`). ``num_threads=1`` suits a serving worker (LightGBM's threads
-    cost more than they gain on small batches); batch jobs may raise it.
+    (:func:`why_no_reasons`). ``num_threads=1`` suits a serving worker (one thread for the
+    contributions); batch jobs may raise it (0: every core).
     """
-    if top_k < 1 or len(features) == 0:
-        return [[] for _ in range(len(features))]
-    rows = as_rows(features)
-    contrib = contributions(bundle, rows, num_threads)
-    if contrib is None:
-        return [[] for _ in range(len(features))]
-    plan = group_plan(contrib.columns)
-    impacts = group_impacts(contrib.values, plan)
-    # A few spare candidates: two groups can say the same thing and be merged (below).
-    n_candidates = min(2 * top_k, impacts.shape[1])
-    order = np.argsort(-np.abs(impacts), axis=1, kind="stable")[:, :n_candidates]
-    cache = _ColumnCache(rows, contrib)
-    magnitude = np.abs(contrib.values)
-    return [
-        _row_reasons(i, order[i], impacts[i], magnitude[i], plan, cache, top_k) for i in range(len(impacts))
-    ]
-
-
-def _row_reasons(
-    i: int,
-    candidates: np.ndarray,
-    impacts: np.ndarray,
-    magnitude: np.ndarray,
-    plan: GroupPlan,
-    cache: _ColumnCache,
-    top_k: int,
-) -> list[Reason]:
-    """One row's reasons from its candidate groups (largest first).
-
-    Two groups can render the very same sentence ("has never bought" from both the
-    purchase rhythm and the purchase count): they state one fact, so they become one
-    reason with the impacts added (named after the larger) rather than a repeated line.
-    """
-    row = _RowView(cache, i)
-    by_text: dict[str, tuple[str, object, float]] = {}
-    for g in candidates:
-        impact = float(impacts[g])
-        if abs(impact) < MIN_IMPACT:
-            break  # sorted by size: the rest did not move the score either
-        members = plan.members[g]
-        shown = plan.fixed_shown[g] if plan.fixed_shown[g] >= 0 else members[np.argmax(magnitude[members])]
-        column = plan.columns[shown]
-        value = cache.values(column)[i]
-        phrase = _phrase(column, value, row)
-        name, first_value, total = by_text.get(phrase, (plan.names[g], value, 0.0))
-        by_text[phrase] = (name, first_value, total + impact)
-    ranked = sorted(by_text.items(), key=lambda item: -abs(item[1][2]))[:top_k]
-    return [_reason(name, value, impact, phrase) for phrase, (name, value, impact) in ranked]
-
-
-def _reason(name: str, value: object, impact: float, phrase: str) -> Reason:
-    direction: Direction = "up" if impact > 0 else "down"
-    return Reason(name, _json_value(value), impact, direction, f"{phrase} ({ARROWS[direction]})")
+    return top_reasons(bundle, features, top_k, num_threads=num_threads, config=config).reasons()
 
 
 def reasons_text(reasons: Sequence[Reason]) -> str:
@@ -479,11 +566,5 @@ def reasons_text(reasons: Sequence[Reason]) -> str:
 
 def reasons_columns(bundle: TargetBundle, features: pd.DataFrame, top_k: int) -> pd.DataFrame:
     """``reasons`` (list of dicts per row) and ``reasons_text`` columns for a score table."""
-    reasons = explain_top_reasons(bundle, features, top_k)
-    return pd.DataFrame(
-        {
-            "reasons": [[r.to_dict() for r in row] for row in reasons],
-            "reasons_text": [reasons_text(row) for row in reasons],
-        },
-        index=features.index,
-    )
+    table = top_reasons(bundle, features, top_k)
+    return pd.DataFrame({"reasons": table.records(), "reasons_text": table.text()}, index=features.index)

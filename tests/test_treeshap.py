@@ -178,3 +178,20 @@ def test_a_matrix_of_the_wrong_width_is_refused(data: tuple[np.ndarray, np.ndarr
     trees = flatten(_train(X, y, rounds=3))
     with pytest.raises(ValueError, match="6 columns"):
         explain(trees, X[:, :5])
+
+
+def test_a_split_that_only_sends_missing_values_apart_equals_pred_contrib() -> None:
+    # A 0/1 column whose signal is being missing: LightGBM splits at an infinite threshold,
+    # which its JSON dump writes as 1e300.
+    rng = np.random.default_rng(0)
+    flag = rng.integers(0, 2, 4000).astype(float)
+    gone = rng.random(4000) < 0.4
+    flag[gone] = np.nan
+    X = np.column_stack([flag, rng.normal(size=4000)])
+    y = (rng.random(4000) < np.where(gone, 0.8, 0.2)).astype(int)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 4, "num_threads": 1},
+                        lgb.Dataset(X, y), 5)
+    trees = flatten(booster)
+    assert np.isinf(trees.node_threshold[trees.node_feature == 0]).all()
+    rows = np.vstack([X[:200], edge_rows(trees, 200), [[1e301, 0.0], [np.finfo(float).max, 0.0]]])
+    assert difference(explain(trees, rows), pred_contrib(booster, rows)) < TOLERANCE

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 NUMERIC, CATEGORICAL = 0, 1
 MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
 _MISSING = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
+_DUMPED_INFINITY = 1e300
 #: Rows per block of the kernel: a block's contributions and inputs stay in cache while
 #: every tree passes over them.
 BLOCK_ROWS = 256
@@ -172,6 +173,10 @@ class _Builder:
         if node["decision_type"] != "<=":
             raise UnsupportedModel(f"decision type {node['decision_type']!r}")
         threshold = float(node["threshold"])
+        # The JSON dump writes an infinite threshold as ±1e300 (LightGBM's AvoidInf); the
+        # model itself compares with infinity (a split that only sends missing values apart).
+        if abs(threshold) >= _DUMPED_INFINITY:
+            threshold = math.copysign(math.inf, threshold)
         # Missing type NaN: a missing value goes the default way; None (no missing value in
         # training): it reads as 0; Zero: zero and missing go the default way.
         nan_left = default_left if missing == MISSING_NAN else 0.0 <= threshold
