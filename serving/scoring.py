@@ -17,7 +17,7 @@ from features.contract import CRMData
 from features.pipeline import DEAL_COLUMN, OPEN_DEAL_ID, build_deal_features, build_features
 from radar.config import Settings
 from features.rows import FeatureRows
-from serving.reasons import explain_top_reasons, reasons_text
+from serving.explain import predict_and_explain
 from training.bundle import TargetBundle, grade
 from training.datasets import TARGETS
 from training.labels import active_customers, open_leads
@@ -178,10 +178,9 @@ def target_answers(
     here. ``top_k`` adds the reasons; 0 or None skips explaining.
     """
     bundle = champion.bundle
-    # Columns the request never had (a lead sent without ``industry``) are unknown to the
-    # model and to its reasons alike.
-    rows = rows.covering(bundle.feature_names)
-    outputs = bundle.outputs(rows) if outputs is None else outputs
+    # One act: the outputs and, with top_k, the reasons (serving.explain).
+    explained = predict_and_explain(bundle, rows, top_k, num_threads=0, config=settings.explain, outputs=outputs)
+    rows, outputs = explained.rows, explained.outputs
     probability = np.asarray(outputs["probability"], dtype=float)
     percentile = np.round(bundle.percentile(probability), 1)
     columns: dict[str, Any] = {
@@ -201,11 +200,9 @@ def target_answers(
         columns["dominant_risk"] = np.where(
             np.asarray(outputs["service_probability"]) > probability, "service", "indifference"
         ).astype(object)
-    if top_k:
-        # Every core for a batch; a serving worker has OMP_NUM_THREADS=1, so one there.
-        reasons = explain_top_reasons(bundle, rows, top_k, num_threads=0)
-        columns["reasons"] = [[r.to_dict() for r in row] for row in reasons]
-        columns["reasons_text"] = [reasons_text(row) for row in reasons]
+    if explained.reasons is not None:
+        columns["reasons"] = explained.reasons.records()
+        columns["reasons_text"] = explained.reasons.text()
     elif top_k is not None:
         columns["reasons"] = [[] for _ in range(len(rows))]
         columns["reasons_text"] = ["" for _ in range(len(rows))]
