@@ -537,6 +537,15 @@ def describe_many(name: str, values: np.ndarray, context: Mapping[str, np.ndarra
     """``describe_feature(name, value, row)`` for a whole column of values at once (an
     object array of phrases): one phrase rendered per distinct key (see the module doc).
     ``context`` holds the other columns of the same rows that the phrase reads."""
+    said, codes = distinct_phrases(name, values, context)
+    return said[codes]
+
+
+def distinct_phrases(
+    name: str, values: np.ndarray, context: Mapping[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`describe_many` as the phrases rendered (an object array, one per distinct
+    key) and, per value, which of them it reads (``said[codes]`` is describe_many's answer)."""
     context = context or {}
     entry = describe_pattern(name)
     if entry is None:
@@ -546,7 +555,7 @@ def describe_many(name: str, values: np.ndarray, context: Mapping[str, np.ndarra
         assert match is not None
         phrase, groups = entry.render, match.groupdict()
     if len(values) == 0:
-        return np.empty(0, dtype=object)
+        return np.empty(0, dtype=object), np.zeros(0, dtype=np.int64)
     keys = np.ascontiguousarray(phrase.key(values, context), dtype=np.float64)
     codes, count = _distinct_rows(keys)
     first = np.empty(count, dtype=np.int64)
@@ -555,4 +564,4 @@ def describe_many(name: str, values: np.ndarray, context: Mapping[str, np.ndarra
     for u, i in enumerate(first.tolist()):
         row = {c: context[c][i] for c in phrase.context if c in context}
         said[u] = phrase(values[i], groups, row)
-    return said[codes]
+    return said, codes

@@ -41,9 +41,11 @@ Groups
 
 from __future__ import annotations
 
+import gc
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -51,7 +53,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.catalog import TYPE_PHRASES, describe_many, describe_pattern
+from features.catalog import TYPE_PHRASES, describe_pattern, distinct_phrases
 from features.rows import FeatureRows
 from radar.config import ExplainConfig
 from training import treeshap
@@ -369,19 +371,21 @@ class ReasonTable:
 
     def reasons(self) -> list[list[Reason]]:
         cells, ends = self._cells()
-        flat = [Reason(f, v, i, "up" if i > 0 else "down", t) for f, v, i, t in zip(
-            self.features.ravel()[cells].tolist(), self.values.ravel()[cells].tolist(),
-            self.impacts.ravel()[cells].tolist(), self.texts.ravel()[cells].tolist())]
-        return _split(flat, ends)
+        with _no_gc():
+            flat = [Reason(f, v, i, "up" if i > 0 else "down", t) for f, v, i, t in zip(
+                self.features.ravel()[cells].tolist(), self.values.ravel()[cells].tolist(),
+                self.impacts.ravel()[cells].tolist(), self.texts.ravel()[cells].tolist())]
+            return _split(flat, ends)
 
     def records(self) -> list[list[dict[str, Any]]]:
         """Each row's reasons as the dicts of the API and score tables (``Reason.to_dict``)."""
         cells, ends = self._cells()
         impacts = self.impacts.ravel()[cells]
-        flat = [{"feature": f, "value": v, "impact": i, "direction": d, "text": t} for f, v, i, d, t in zip(
-            self.features.ravel()[cells].tolist(), self.values.ravel()[cells].tolist(), impacts.tolist(),
-            np.where(impacts > 0, "up", "down").tolist(), self.texts.ravel()[cells].tolist())]
-        return _split(flat, ends)
+        with _no_gc():
+            flat = [{"feature": f, "value": v, "impact": i, "direction": d, "text": t} for f, v, i, d, t in zip(
+                self.features.ravel()[cells].tolist(), self.values.ravel()[cells].tolist(), impacts.tolist(),
+                np.where(impacts > 0, "up", "down").tolist(), self.texts.ravel()[cells].tolist())]
+            return _split(flat, ends)
 
     def text(self) -> np.ndarray:
         """One cell per row for a CSV: the sentences joined with "; " (:func:`reasons_text`)."""
@@ -393,6 +397,20 @@ class ReasonTable:
             joined = self.texts[has, j] if j == 0 else out[has] + "; " + self.texts[has, j]
             out[has] = joined
         return out
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cycle collector paused while a batch's answers are packed: hundreds of thousands
+    of new dicts and lists would set it off again and again (each pass walking all of them,
+    several times the packing's own cost), and none of them can form a cycle."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def _split(flat: list[Any], ends: list[int]) -> list[list[Any]]:
@@ -440,7 +458,8 @@ def reason_table(contrib: Contributions, rows: FeatureRows, top_k: int) -> Reaso
     moved the row most. Two candidates that read the very same sentence ("has never bought"
     from both the purchase rhythm and the purchase count) state one fact: they become one
     reason named after the first, with the impacts added. The ``top_k`` largest remain.
-    Sentences are written per shown column for all rows at once (``describe_many``).
+    Sentences are written per shown column for all its rows at once (``distinct_phrases``),
+    so Python runs per column and distinct sentence, never per row.
     """
     n = len(contrib.values)
     plan = group_plan(contrib.columns)
@@ -454,62 +473,73 @@ def reason_table(contrib: Contributions, rows: FeatureRows, top_k: int) -> Reaso
     candidate = np.take_along_axis(impacts, order, axis=1)
     # Sorted by size: once one did not move the score, neither did the rest.
     alive = np.abs(candidate) >= MIN_IMPACT
-    # The column each group shows on each row: its fixed one, or its member that moved the
-    # row most (the first of equals).
-    magnitude = np.abs(contrib.values)
-    shown_by_group = np.empty((n, n_groups), dtype=np.int64)
-    for g, members in enumerate(plan.members):
-        fixed = plan.fixed_shown[g]
-        if fixed >= 0:
-            shown_by_group[:, g] = fixed
-        elif len(members) == 1:
-            shown_by_group[:, g] = members[0]
-        else:
-            shown_by_group[:, g] = members[np.argmax(magnitude[:, members], axis=1)]
-    shown = np.take_along_axis(shown_by_group, order, axis=1)
-    phrases = np.empty(shown.shape, dtype=object)
-    values = np.empty(shown.shape, dtype=object)
+    # The candidates, one cell each (row-major), and the column each one shows: its group's
+    # fixed column, or the member that moved the row most (the first of equals).
     at_rows, at_slots = np.nonzero(alive)
-    columns_shown = shown[at_rows, at_slots]
-    for column in np.unique(columns_shown).tolist():
-        pick = columns_shown == column
-        r, c = at_rows[pick], at_slots[pick]
+    shown = np.empty(len(at_rows), dtype=np.int64)
+    for g, cells in _runs(order[at_rows, at_slots], n_groups):
+        members, fixed = plan.members[g], plan.fixed_shown[g]
+        if fixed >= 0 or len(members) == 1:
+            shown[cells] = fixed if fixed >= 0 else members[0]
+        else:
+            moved = np.abs(contrib.values[at_rows[cells][:, None], members])
+            shown[cells] = members[np.argmax(moved, axis=1)]
+    # Each shown column's sentences for all its cells at once; every distinct sentence gets a
+    # number, so equal sentences are found by comparing numbers.
+    sentence = np.empty(len(at_rows), dtype=np.int64)
+    value = np.empty(len(at_rows), dtype=object)
+    vocabulary: dict[str, int] = {}
+    for column, cells in _runs(shown, len(plan.columns)):
         name = plan.columns[column]
+        r = at_rows[cells]
         column_values = _column_values(name, rows, contrib)
         assert column_values is not None  # a model's own column is always in its rows
-        shown_values = column_values[r]
         entry = describe_pattern(name)
         context = {}
         for other in entry.render.context if entry is not None else ():
             other_values = _column_values(other, rows, contrib)
             if other_values is not None:
                 context[other] = other_values[r]
-        phrases[r, c] = describe_many(name, shown_values, context)
-        values[r, c] = _json_values(shown_values)
+        said, codes = distinct_phrases(name, column_values[r], context)
+        numbers = np.array([vocabulary.setdefault(text, len(vocabulary)) for text in said.tolist()], dtype=np.int64)
+        sentence[cells] = numbers[codes]
+        value[cells] = _json_values(column_values[r])
+    cell = np.full(order.shape, -1, dtype=np.int64)
+    cell[at_rows, at_slots] = np.arange(len(at_rows))
+    said_as = np.where(alive, 0, -1)
+    said_as[at_rows, at_slots] = sentence
     # Candidates that read the same sentence on a row: the first takes the others' impacts.
-    phrase_ids = np.full(shown.shape, -1, dtype=np.int64)
-    phrase_ids[at_rows, at_slots] = pd.factorize(pd.Series(phrases[at_rows, at_slots], dtype=object))[0]
     total = np.where(alive, candidate, 0.0)
     for c in range(1, n_candidates):
         for first in range(c):
-            same = alive[:, c] & alive[:, first] & (phrase_ids[:, c] == phrase_ids[:, first])
+            same = alive[:, c] & alive[:, first] & (said_as[:, c] == said_as[:, first])
             if same.any():
                 total[same, first] += candidate[same, c]
                 alive[same, c] = False
     rank = np.argsort(np.where(alive, -np.abs(total), np.inf), axis=1, kind="stable")[:, :top_k]
-    counts = np.minimum(alive.sum(axis=1), top_k)
-    names = np.asarray(plan.names, dtype=object)
-    kept = np.take_along_axis(total, rank, axis=1)
-    arrows = np.where(kept > 0, f" ({ARROWS['up']})", f" ({ARROWS['down']})").astype(object)
+    counts = np.minimum(alive.sum(axis=1), top_k).astype(np.int64)
     filled = np.arange(rank.shape[1]) < counts[:, None]
-    texts = np.where(filled, np.take_along_axis(phrases, rank, axis=1), "")
-    return ReasonTable(
-        counts=counts.astype(np.int64),
-        features=np.where(filled, names[np.take_along_axis(order, rank, axis=1)], None),
-        values=np.where(filled, np.take_along_axis(values, rank, axis=1), None),
-        impacts=np.where(filled, kept, 0.0),
-        texts=np.where(filled, texts.astype(object) + arrows, ""),
-    )
+    kept = np.where(filled, np.take_along_axis(total, rank, axis=1), 0.0)
+    picked = np.take_along_axis(cell, rank, axis=1)[filled]
+    # The sentence with its arrow, shared by every reason that reads it.
+    words = list(vocabulary)
+    with_arrow = np.array([f"{w} ({ARROWS['down']})" for w in words] + [f"{w} ({ARROWS['up']})" for w in words]
+                          + [""], dtype=object)
+    texts = np.full(rank.shape, len(with_arrow) - 1, dtype=np.int64)
+    texts[filled] = sentence[picked] + np.where(kept[filled] > 0, len(words), 0)
+    features = np.full(rank.shape, None, dtype=object)
+    features[filled] = np.asarray(plan.names, dtype=object)[np.take_along_axis(order, rank, axis=1)[filled]]
+    values = np.full(rank.shape, None, dtype=object)
+    values[filled] = value[picked]
+    return ReasonTable(counts=counts, features=features, values=values, impacts=kept, texts=with_arrow[texts])
+
+
+def _runs(keys: np.ndarray, size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """For each key in ``range(size)`` that occurs, the positions holding it."""
+    by_key = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[by_key], np.arange(size + 1))
+    for key in np.flatnonzero(np.diff(bounds)).tolist():
+        yield key, by_key[bounds[key] : bounds[key + 1]]
 
 
 def _json_value(value: object) -> float | int | str | None:

@@ -4,9 +4,10 @@ Kept apart so that importing ``training.treeshap`` never compiles anything: a pr
 pays the compilation (or the cache read) when it first explains with the fast path.
 
 Rows are explained in blocks: a block of the input is turned feature-major once, then
-every tree passes over the whole block node by node and leaf by leaf, so each inner loop
-runs over contiguous rows (the compiler vectorises the decisions and the patterns) and one
-tree's nodes and tables stay in cache while they are used.
+every tree passes over the whole block node by node (each split's decision, and the
+pattern of agreement entering each node, from its parent's) and table by table, so each
+inner loop runs over contiguous rows (the compiler vectorises them) and one tree's nodes
+and tables stay in cache while they are used.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ _ZERO = float(np.float32(1e-35))
 
 @numba.njit(cache=True, nogil=True)
 def _block(lo: int, hi: int, matrix: np.ndarray, out: np.ndarray, tree_node_start: np.ndarray,
-           tree_leaf_start: np.ndarray, node_feature: np.ndarray, node_threshold: np.ndarray, node_kind: np.ndarray,
+           tree_unit_start: np.ndarray, node_feature: np.ndarray, node_threshold: np.ndarray, node_kind: np.ndarray,
            node_nan_left: np.ndarray, node_zero_default: np.ndarray, node_default_left: np.ndarray,
-           node_cat_start: np.ndarray, node_cat_end: np.ndarray, cat_left: np.ndarray, leaf_path_start: np.ndarray,
-           path_node: np.ndarray, path_left: np.ndarray, path_slot: np.ndarray, leaf_slot_start: np.ndarray,
-           slot_feature: np.ndarray, leaf_table_start: np.ndarray, table: np.ndarray) -> None:
+           node_cat_start: np.ndarray, node_cat_end: np.ndarray, cat_left: np.ndarray, node_parent: np.ndarray,
+           node_is_left: np.ndarray, node_slot: np.ndarray, node_new: np.ndarray, unit_node: np.ndarray,
+           unit_slot_start: np.ndarray, slot_feature: np.ndarray, unit_table_start: np.ndarray,
+           table: np.ndarray) -> None:
     n_rows = hi - lo
     n_features = matrix.shape[1]
     n_trees = len(tree_node_start) - 1
@@ -43,13 +45,13 @@ def _block(lo: int, hi: int, matrix: np.ndarray, out: np.ndarray, tree_node_star
             # LightGBM keeps only values beyond its zero threshold (or missing) of a row.
             x[f, r] = 0.0 if abs(v) <= _ZERO else v
     acc = np.zeros((n_features, n_rows))
-    left = np.empty((widest, n_rows), dtype=np.uint8)
-    pattern = np.empty(n_rows, dtype=np.int64)
+    left = np.empty((widest, n_rows), dtype=np.int64)
+    entering = np.empty((widest, n_rows), dtype=np.int64)
     for t in range(n_trees):
         first = tree_node_start[t]
         # Every split's decision for every row of the block (LightGBM's NumericalDecision /
         # CategoricalDecision; the missing-value rules are folded into nan_left and
-        # zero_default when the trees are read).
+        # zero_default when the trees are read). 1: left.
         for k in range(first, tree_node_start[t + 1]):
             column = x[node_feature[k]]
             row_left = left[k - first]
@@ -61,71 +63,82 @@ def _block(lo: int, hi: int, matrix: np.ndarray, out: np.ndarray, tree_node_star
                     if not math.isnan(v):
                         code = int(v)  # truncation toward zero, as LightGBM's static_cast<int>
                         goes = code >= 0 and code < c1 - c0 and cat_left[c0 + code]
-                    row_left[r] = goes
+                    row_left[r] = 1 if goes else 0
             else:
                 threshold = node_threshold[k]
-                nan_left = node_nan_left[k]
+                nan_left = 1 if node_nan_left[k] else 0
                 if node_zero_default[k]:
-                    default = node_default_left[k]
+                    default = 1 if node_default_left[k] else 0
                     for r in range(n_rows):
                         v = column[r]
                         if math.isnan(v) or v == 0.0:
                             row_left[r] = default
                         else:
-                            row_left[r] = v <= threshold
+                            row_left[r] = 1 if v <= threshold else 0
                 else:
                     for r in range(n_rows):
                         v = column[r]
-                        row_left[r] = nan_left if math.isnan(v) else v <= threshold
-        # Each leaf: which of its path features each row follows, then its table row.
-        for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-            s0 = leaf_slot_start[leaf]
-            d = leaf_slot_start[leaf + 1] - s0
-            full = (1 << d) - 1
-            for r in range(n_rows):
-                pattern[r] = full
-            for q in range(leaf_path_start[leaf], leaf_path_start[leaf + 1]):
-                decided = left[path_node[q] - first]
-                want = np.uint8(1) if path_left[q] else np.uint8(0)
-                clear = ~(np.int64(1) << path_slot[q])
+                        row_left[r] = nan_left if math.isnan(v) else (1 if v <= threshold else 0)
+            # The pattern entering this node: its parent's, with the parent's own condition
+            # (a new bit for a feature first split there, else and-ed into its bit).
+            mine = entering[k - first]
+            parent = node_parent[k]
+            if parent < 0:
                 for r in range(n_rows):
-                    if decided[r] != want:
-                        pattern[r] &= clear
-            base = leaf_table_start[leaf]
+                    mine[r] = 0
+            else:
+                above = entering[parent]
+                decided = left[parent]
+                bit = np.int64(1) << node_slot[first + parent]
+                want = 1 if node_is_left[k] else 0
+                if node_new[first + parent]:
+                    for r in range(n_rows):
+                        mine[r] = above[r] | (bit if decided[r] == want else 0)
+                else:
+                    for r in range(n_rows):
+                        mine[r] = above[r] & ~(0 if decided[r] == want else bit)
+        # The leaves below each node: one table row per (pattern entering, decision).
+        for u in range(tree_unit_start[t], tree_unit_start[t + 1]):
+            node = unit_node[u]
+            s0 = unit_slot_start[u]
+            d = unit_slot_start[u + 1] - s0
+            base = unit_table_start[u]
+            above = entering[node]
+            decided = left[node]
             for i in range(d):
                 target = acc[slot_feature[s0 + i]]
                 for r in range(n_rows):
-                    target[r] += table[base + pattern[r] * d + i]
+                    target[r] += table[base + ((above[r] << 1) | decided[r]) * d + i]
     for r in range(n_rows):
         for f in range(n_features):
             out[lo + r, f] += acc[f, r]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _parallel(matrix, out, tree_node_start, tree_leaf_start, node_feature, node_threshold, node_kind,  # type: ignore[no-untyped-def]
+def _parallel(matrix, out, tree_node_start, tree_unit_start, node_feature, node_threshold, node_kind,  # type: ignore[no-untyped-def]
               node_nan_left, node_zero_default, node_default_left, node_cat_start, node_cat_end, cat_left,
-              leaf_path_start, path_node, path_left, path_slot, leaf_slot_start, slot_feature, leaf_table_start,
-              table, block):
+              node_parent, node_is_left, node_slot, node_new, unit_node, unit_slot_start, slot_feature,
+              unit_table_start, table, block):
     n = matrix.shape[0]
     n_blocks = (n + block - 1) // block
     for b in numba.prange(n_blocks):
-        _block(b * block, min(n, (b + 1) * block), matrix, out, tree_node_start, tree_leaf_start, node_feature,
+        _block(b * block, min(n, (b + 1) * block), matrix, out, tree_node_start, tree_unit_start, node_feature,
                node_threshold, node_kind, node_nan_left, node_zero_default, node_default_left, node_cat_start,
-               node_cat_end, cat_left, leaf_path_start, path_node, path_left, path_slot, leaf_slot_start,
-               slot_feature, leaf_table_start, table)
+               node_cat_end, cat_left, node_parent, node_is_left, node_slot, node_new, unit_node, unit_slot_start,
+               slot_feature, unit_table_start, table)
 
 
 @numba.njit(cache=True, nogil=True)
-def _serial(matrix, out, tree_node_start, tree_leaf_start, node_feature, node_threshold, node_kind,  # type: ignore[no-untyped-def]
+def _serial(matrix, out, tree_node_start, tree_unit_start, node_feature, node_threshold, node_kind,  # type: ignore[no-untyped-def]
             node_nan_left, node_zero_default, node_default_left, node_cat_start, node_cat_end, cat_left,
-            leaf_path_start, path_node, path_left, path_slot, leaf_slot_start, slot_feature, leaf_table_start,
-            table, block):
+            node_parent, node_is_left, node_slot, node_new, unit_node, unit_slot_start, slot_feature,
+            unit_table_start, table, block):
     n = matrix.shape[0]
     for lo in range(0, n, block):
-        _block(lo, min(n, lo + block), matrix, out, tree_node_start, tree_leaf_start, node_feature, node_threshold,
+        _block(lo, min(n, lo + block), matrix, out, tree_node_start, tree_unit_start, node_feature, node_threshold,
                node_kind, node_nan_left, node_zero_default, node_default_left, node_cat_start, node_cat_end,
-               cat_left, leaf_path_start, path_node, path_left, path_slot, leaf_slot_start, slot_feature,
-               leaf_table_start, table)
+               cat_left, node_parent, node_is_left, node_slot, node_new, unit_node, unit_slot_start, slot_feature,
+               unit_table_start, table)
 
 
 def explain_rows(parallel: bool, *args):  # type: ignore[no-untyped-def]

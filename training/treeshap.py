@@ -62,12 +62,20 @@ class UnsupportedModel(ValueError):
 
 @dataclass(frozen=True)
 class FlatTrees:
-    """The trees of one output (class) of a booster as flat arrays, with the leaf tables."""
+    """The trees of one output (class) of a booster as flat arrays, with the leaf tables.
+
+    Internal nodes are numbered per tree as LightGBM numbers them (``split_index``: a
+    parent before its children). Each one carries the slot its feature takes among the
+    distinct features of the path from the root (``slot``; ``new`` when the feature first
+    appears there), so a row's pattern of agreement is passed down the tree one node at a
+    time. The leaves below one node (one leaf or two siblings) share one table, indexed by
+    the pattern entering the node and the node's own decision.
+    """
 
     n_features: int
-    #: Per tree: start of its internal nodes and of its leaves (length trees + 1).
+    #: Per tree: start of its internal nodes and of its leaf tables (length trees + 1).
     tree_node_start: np.ndarray
-    tree_leaf_start: np.ndarray
+    tree_unit_start: np.ndarray
     #: Per internal node: its feature and threshold, its kind (NUMERIC, CATEGORICAL), which
     #: way a missing value goes (``nan_left``), and for missing type Zero that zero and
     #: missing go the default way (``zero_default``, ``default_left``).
@@ -80,16 +88,19 @@ class FlatTrees:
     #: A categorical split's lookup: ``cat_left[start + code]`` for codes below end - start.
     node_cat_start: np.ndarray
     node_cat_end: np.ndarray
+    #: Per internal node: its parent (number within the tree, -1 for the root), whether it is
+    #: its parent's left child, and its feature's slot on its path (``new``: first there).
+    node_parent: np.ndarray
+    node_is_left: np.ndarray
+    node_slot: np.ndarray
+    node_new: np.ndarray
     cat_left: np.ndarray
-    #: Per leaf: its path (nodes, whether the path goes left there, the node's feature slot),
-    #: its distinct features (slots) and the offset of its table.
-    leaf_path_start: np.ndarray
-    path_node: np.ndarray
-    path_left: np.ndarray
-    path_slot: np.ndarray
-    leaf_slot_start: np.ndarray
+    #: Per table (the leaves below one node): the node (number within the tree), its
+    #: distinct path features ``slot_feature[start:end]`` and where its rows start.
+    unit_node: np.ndarray
+    unit_slot_start: np.ndarray
     slot_feature: np.ndarray
-    leaf_table_start: np.ndarray
+    unit_table_start: np.ndarray
     table: np.ndarray
     #: Sum over trees of the cover-weighted mean leaf value: pred_contrib's last column.
     expected: float
@@ -114,45 +125,93 @@ def flatten(booster: Any, class_index: int = 0, num_iteration: int | None = None
     return builder.finish()
 
 
+#: Node fields as the builder collects them (the FlatTrees node arrays, in order).
+_NODE_FIELDS = ("node_feature", "node_threshold", "node_kind", "node_nan_left", "node_zero_default",
+                "node_default_left", "node_cat_start", "node_cat_end", "node_parent", "node_is_left",
+                "node_slot", "node_new")
+_NODE_TYPES = (np.int64, np.float64, np.int8, np.bool_, np.bool_, np.bool_, np.int64, np.int64, np.int64,
+               np.bool_, np.int64, np.bool_)
+
+
 class _Builder:
     def __init__(self, n_features: int) -> None:
         self.n_features = n_features
-        self.tree_node_start, self.tree_leaf_start = [0], [0]
-        self.nodes: list[tuple[int, float, int, bool, bool, bool, int, int]] = []
+        self.tree_node_start, self.tree_unit_start = [0], [0]
+        self.nodes: list[tuple[Any, ...]] = []
         self.cat_left: list[bool] = []
-        self.leaf_path_start, self.path = [0], []  # type: ignore[var-annotated]
-        self.leaf_slot_start, self.slot_feature = [0], []  # type: ignore[var-annotated]
-        self.leaf_table_start, self.tables = [0], []  # type: ignore[var-annotated]
+        self.unit_node: list[int] = []
+        self.unit_slot_start, self.slot_feature = [0], []  # type: ignore[var-annotated]
+        self.unit_table_start, self.tables = [0], []  # type: ignore[var-annotated]
         self.expected = 0.0
 
     def add(self, info: dict[str, Any]) -> None:
         root = info["tree_structure"]
-        node_base = len(self.nodes)
         if "split_index" not in root:
             # A one-leaf tree moves every row alike: it only adds to the expected value.
             self.expected += float(root["leaf_value"])
             self.tree_node_start.append(len(self.nodes))
-            self.tree_leaf_start.append(self.tree_leaf_start[-1])
+            self.tree_unit_start.append(len(self.unit_node))
             return
-        internal: list[dict[str, Any]] = []
-        leaves: list[tuple[dict[str, Any], list[tuple[dict[str, Any], bool]]]] = []
-        stack: list[tuple[dict[str, Any], list[tuple[dict[str, Any], bool]]]] = [(root, [])]
-        while stack:
-            node, path = stack.pop()
-            if "split_index" in node:
-                internal.append(node)
-                stack.append((node["right_child"], path + [(node, False)]))
-                stack.append((node["left_child"], path + [(node, True)]))
-            else:
-                leaves.append((node, path))
-        internal.sort(key=lambda n: n["split_index"])
-        for node in internal:
-            self.nodes.append(self._node(node))
         root_count = float(root["internal_count"])
-        for leaf, path in leaves:
-            self._leaf(leaf, path, node_base, root_count)
+        found: dict[int, tuple[Any, ...]] = {}
+        # Depth first, carrying the path: its distinct features in slot order and each one's
+        # share of training rows (child count / parent count over its nodes on the path).
+        stack: list[tuple[dict[str, Any], int, bool, list[int], list[float]]] = [(root, -1, False, [], [])]
+        while stack:
+            node, parent, is_left, slots, shares = stack.pop()
+            k = int(node["split_index"])
+            feature = int(node["split_feature"])
+            new = feature not in slots
+            slot = len(slots) if new else slots.index(feature)
+            found[k] = (*self._node(node), parent, is_left, slot, new)
+            child_slots = slots + [feature] if new else slots
+            count = float(node["internal_count"])
+            if count <= 0:  # never in LightGBM's own trees: the shares would be undefined
+                raise UnsupportedModel("a split with no training rows")
+            leaves = []
+            for child, left in ((node["left_child"], True), (node["right_child"], False)):
+                child_count = float(child["internal_count"] if "split_index" in child else child["leaf_count"])
+                child_shares = shares + [1.0] if new else list(shares)
+                child_shares[slot] *= child_count / count
+                if "split_index" in child:
+                    stack.append((child, k, left, child_slots, child_shares))
+                else:
+                    leaves.append((child, left, child_shares))
+            if leaves:
+                self._unit(k, len(slots), slot, new, child_slots, leaves, root_count)
+        # The kernel passes patterns down in split_index order: every parent before its children.
+        if sorted(found) != list(range(len(found))) or any(found[k][8] >= k for k in found):
+            raise UnsupportedModel("split indexes that do not number parents before children")
+        self.nodes.extend(found[k] for k in range(len(found)))
         self.tree_node_start.append(len(self.nodes))
-        self.tree_leaf_start.append(len(self.leaf_path_start) - 1)
+        self.tree_unit_start.append(len(self.unit_node))
+
+    def _unit(self, k: int, d_parent: int, slot: int, new: bool, slots: list[int],
+              leaves: list[tuple[dict[str, Any], bool, list[float]]], root_count: float) -> None:
+        """The table of the leaves below node ``k``: row (p << 1) | b for the pattern p
+        entering the node and its decision b (1: left), one column per path feature."""
+        d = len(slots)
+        if d > 20:
+            raise UnsupportedModel(f"a path with {d} distinct features")
+        p = np.arange(1 << d_parent, dtype=np.int64)[:, None]
+        b = np.array([[0, 1]], dtype=np.int64)
+        rows = ((p << 1) | b).ravel()
+        table = np.zeros((2 << d_parent, d))
+        for leaf, left, shares in leaves:
+            if "leaf_coeff" in leaf:
+                raise UnsupportedModel("linear trees (a linear model in each leaf)")
+            value = float(leaf["leaf_value"])
+            follows = b if left else 1 - b
+            # The leaf's pattern: the one entering the node with the node's own condition on
+            # its feature (a new bit, or and-ed into the feature's bit).
+            pattern = (p | (follows << slot)) if new else (p & ~((1 - follows) << slot))
+            table[rows] += leaf_table(value, np.array(shares)).reshape(1 << d, d)[pattern.ravel()]
+            self.expected += value * float(leaf["leaf_count"]) / root_count
+        self.tables.append(table.reshape(-1))
+        self.unit_node.append(k)
+        self.slot_feature.extend(slots)
+        self.unit_slot_start.append(len(self.slot_feature))
+        self.unit_table_start.append(self.unit_table_start[-1] + table.size)
 
     def _node(self, node: dict[str, Any]) -> tuple[int, float, int, bool, bool, bool, int, int]:
         feature = int(node["split_feature"])
@@ -182,60 +241,21 @@ class _Builder:
         nan_left = default_left if missing == MISSING_NAN else 0.0 <= threshold
         return feature, threshold, NUMERIC, nan_left, missing == MISSING_ZERO, default_left, start, start
 
-    def _leaf(self, leaf: dict[str, Any], path: list[tuple[dict[str, Any], bool]], node_base: int,
-              root_count: float) -> None:
-        if "leaf_coeff" in leaf:
-            raise UnsupportedModel("linear trees (a linear model in each leaf)")
-        slots: list[int] = []
-        shares: list[float] = []
-        counts = [float(n["internal_count"]) for n, _ in path] + [float(leaf["leaf_count"])]
-        for k, (node, left) in enumerate(path):
-            feature = int(node["split_feature"])
-            if feature not in slots:
-                slots.append(feature)
-                shares.append(1.0)
-            slot = slots.index(feature)
-            parent = counts[k]
-            # An empty parent (never in LightGBM's own trees) would make the share undefined.
-            if parent <= 0:
-                raise UnsupportedModel("a split with no training rows")
-            shares[slot] *= counts[k + 1] / parent
-            self.path.append((node_base + int(node["split_index"]), left, slot))
-        value = float(leaf["leaf_value"])
-        if len(slots) > 20:
-            raise UnsupportedModel(f"a path with {len(slots)} distinct features")
-        self.tables.append(leaf_table(value, np.array(shares, dtype=np.float64)))
-        self.expected += value * float(leaf["leaf_count"]) / root_count
-        self.slot_feature.extend(slots)
-        self.leaf_path_start.append(len(self.path))
-        self.leaf_slot_start.append(len(self.slot_feature))
-        self.leaf_table_start.append(self.leaf_table_start[-1] + self.tables[-1].size)
-
     def finish(self) -> FlatTrees:
-        nodes = self.nodes
-        path = self.path
+        columns = list(zip(*self.nodes)) if self.nodes else [[] for _ in _NODE_FIELDS]
+        nodes = {name: np.array(column, dtype=kind) for name, column, kind in zip(_NODE_FIELDS, columns, _NODE_TYPES)}
         return FlatTrees(
             n_features=self.n_features,
             tree_node_start=np.array(self.tree_node_start, dtype=np.int64),
-            tree_leaf_start=np.array(self.tree_leaf_start, dtype=np.int64),
-            node_feature=np.array([n[0] for n in nodes], dtype=np.int64),
-            node_threshold=np.array([n[1] for n in nodes], dtype=np.float64),
-            node_kind=np.array([n[2] for n in nodes], dtype=np.int8),
-            node_nan_left=np.array([n[3] for n in nodes], dtype=np.bool_),
-            node_zero_default=np.array([n[4] for n in nodes], dtype=np.bool_),
-            node_default_left=np.array([n[5] for n in nodes], dtype=np.bool_),
-            node_cat_start=np.array([n[6] for n in nodes], dtype=np.int64),
-            node_cat_end=np.array([n[7] for n in nodes], dtype=np.int64),
+            tree_unit_start=np.array(self.tree_unit_start, dtype=np.int64),
             cat_left=np.array(self.cat_left, dtype=np.bool_),
-            leaf_path_start=np.array(self.leaf_path_start, dtype=np.int64),
-            path_node=np.array([p[0] for p in path], dtype=np.int64),
-            path_left=np.array([p[1] for p in path], dtype=np.bool_),
-            path_slot=np.array([p[2] for p in path], dtype=np.int64),
-            leaf_slot_start=np.array(self.leaf_slot_start, dtype=np.int64),
+            unit_node=np.array(self.unit_node, dtype=np.int64),
+            unit_slot_start=np.array(self.unit_slot_start, dtype=np.int64),
             slot_feature=np.array(self.slot_feature, dtype=np.int64),
-            leaf_table_start=np.array(self.leaf_table_start, dtype=np.int64),
+            unit_table_start=np.array(self.unit_table_start, dtype=np.int64),
             table=np.concatenate(self.tables) if self.tables else np.zeros(0),
             expected=self.expected,
+            **nodes,
         )
 
 
@@ -275,11 +295,11 @@ def explain(trees: FlatTrees, matrix: np.ndarray, parallel: bool = True) -> np.n
     if len(matrix):
         _kernel()(
             parallel and len(matrix) > BLOCK_ROWS,
-            matrix, out, trees.tree_node_start, trees.tree_leaf_start, trees.node_feature, trees.node_threshold,
+            matrix, out, trees.tree_node_start, trees.tree_unit_start, trees.node_feature, trees.node_threshold,
             trees.node_kind, trees.node_nan_left, trees.node_zero_default, trees.node_default_left,
-            trees.node_cat_start, trees.node_cat_end, trees.cat_left, trees.leaf_path_start, trees.path_node,
-            trees.path_left, trees.path_slot, trees.leaf_slot_start, trees.slot_feature, trees.leaf_table_start,
-            trees.table, BLOCK_ROWS,
+            trees.node_cat_start, trees.node_cat_end, trees.cat_left, trees.node_parent, trees.node_is_left,
+            trees.node_slot, trees.node_new, trees.unit_node, trees.unit_slot_start, trees.slot_feature,
+            trees.unit_table_start, trees.table, BLOCK_ROWS,
         )
     out[:, -1] = trees.expected
     return out
