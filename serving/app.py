@@ -398,8 +398,13 @@ def _naive_or_none(value: Any) -> Any:
 
 def build_app(settings: Settings, source: str = "auto") -> ScoringApp:
     """Load the champions (registry, or BentoML store) and open the feature store."""
+    from serving.explain import prepare
     from serving.feature_store import default_store_path
     from serving.model_store import load_models
 
-    return ScoringApp(settings, load_models(settings, source), FeatureStore(default_store_path(settings)),
+    models = load_models(settings, source)
+    # Each champion read into TreeSHAP tables and checked at load, not on the first request.
+    for champion in models.champions.values():
+        prepare(champion.bundle, settings.explain)
+    return ScoringApp(settings, models, FeatureStore(default_store_path(settings)),
                       ScoreHistory.of(settings))

@@ -57,3 +57,13 @@ def predict_and_explain(
     if top_k:
         reasons = top_reasons(bundle, rows, top_k, num_threads=num_threads, config=config)
     return Explained(rows, outputs, reasons)
+
+
+def prepare(bundle: TargetBundle, config: ExplainConfig | None = None) -> str | None:
+    """Read ``bundle``'s model into TreeSHAP tables and check them against pred_contrib now
+    (``training.treeshap.Explainer``) rather than on the first request; returns how it will
+    be explained ("tables", "pred_contrib"), or None for a model without a booster."""
+    from serving.reasons import explainer_of
+
+    explainer = explainer_of(bundle.model, config or ExplainConfig())
+    return None if explainer is None else explainer.method

@@ -224,6 +224,16 @@ def booster_matrix(model: Any, features: pd.DataFrame | FeatureRows) -> np.ndarr
     return input_layout(model).matrix(as_rows(features))
 
 
+def explainer_of(model: Any, config: ExplainConfig) -> treeshap.Explainer | None:
+    """The TreeSHAP explainer of a LightGBM model's explained output (the won class of a
+    hazard model), made once per model; None without a booster."""
+    booster = getattr(model, "booster_", None)
+    if booster is None:
+        return None
+    return treeshap.explainer(booster, WON_CLASS if hasattr(model, "n_periods") else 0, method=config.method,
+                              tolerance=config.tolerance, check_rows=config.check_rows)
+
+
 def _lightgbm_contributions(model: Any, rows: FeatureRows, num_threads: int, config: ExplainConfig) -> Contributions:
     columns = tuple(model.feature_names_)
     matrix = booster_matrix(model, rows)
@@ -234,8 +244,8 @@ def _lightgbm_contributions(model: Any, rows: FeatureRows, num_threads: int, con
         if booster.feature_name()[-1] != PERIOD_COLUMN:
             raise ValueError(f"hazard booster's last column is not {PERIOD_COLUMN!r}")
         matrix = np.hstack([matrix, np.zeros((len(matrix), 1))])
-    explainer = treeshap.explainer(booster, WON_CLASS if hazard else 0, method=config.method,
-                                   tolerance=config.tolerance, check_rows=config.check_rows)
+    explainer = explainer_of(model, config)
+    assert explainer is not None
     raw = explainer.contributions(matrix, num_threads)
     if hazard:
         values, expected = raw[:, : len(columns)], raw[:, -1] + raw[:, -2]
