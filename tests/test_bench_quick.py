@@ -68,6 +68,9 @@ def test_batch_scoring_reports_every_target_and_records_per_second(doc: str) -> 
         assert int(cells[1].replace(",", "")) > 0 and float(cells[4].replace(",", "")) > 0, cells
     rate = section.split("Records per second: ")[1].split(" ")[0]
     assert float(rate.replace(",", "")) > 0
+    # The same-run reference: the pred_contrib loop, and Radar's ratio to it.
+    ratio = section.split("Radar is ")[1].split("×")[0]
+    assert float(ratio) > 0 and "the pred_contrib loop over the same champions and rows" in section
 
 
 def test_http_every_case_answered_without_errors(doc: str) -> None:
