@@ -12,7 +12,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
 from serving.feature_store import FeatureStore, StoredPeople, UnknownDay
-from serving.history import TREND_COLUMNS, ScoreHistory, answer_trends
+from serving.history import ScoreHistory, answer_trends
 from serving.model_store import LoadedModels
 from serving.scoring import ValueBasis
 from serving.schemas import (
@@ -207,8 +207,8 @@ class ScoringApp:
                     stored: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
                     ) -> dict[str, list[dict[str, Any]]]:
         """Every target's answers with their trends, as JSON-ready records grouped by person
-        id; a target in ``stored`` (precomputed answers) is read from there, cut to
-        ``top_k`` reasons, instead of computed."""
+        id; a target in ``stored`` (precomputed answers) is read from there, without its
+        reasons when none are asked for, instead of computed."""
         by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for target in targets:
             applies = eligible.get(target)
@@ -218,7 +218,8 @@ class ScoringApp:
                 records = [_cut(r, top_k) for pid in rows.ids[applies] for r in stored[target][pid]]
             else:
                 records = self.target_records(target, rows, applies, as_of, top_k, basis, deals)
-            for record in self._with_trends(records, target, as_of.date()):
+            min_change = self.settings.scoring.trend_min_change
+            for record in answer_trends(self.history, records, target, as_of.date(), min_change):
                 by_person[record.pop("person_id")].append(record)
         return by_person
 
@@ -231,19 +232,6 @@ class ScoringApp:
             return []
         champion = self.models.champions[target]
         return _records(scoring.target_answers(target, champion, scored, as_of, self.settings, basis, top_k or None))
-
-    def _with_trends(self, records: list[dict[str, Any]], target: str, day: date) -> list[dict[str, Any]]:
-        """Records with ``previous_score``, ``score_change`` and ``trend`` from the history."""
-        if self.history is None or not records:
-            return records
-        columns: dict[str, Any] = {"person_id": [r["person_id"] for r in records],
-                                   "score": [r["score"] for r in records]}
-        if target == "time_to_close":
-            columns["deal_id"] = [r.get("deal_id") for r in records]
-        trended = answer_trends(self.history, columns, target, day, self.settings.scoring.trend_min_change)
-        for i, record in enumerate(records):
-            record.update({c: trended[c][i] for c in TREND_COLUMNS})
-        return records
 
     def _stored_answers(self, found: StoredPeople, targets: list[str],
                         top_k: int) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -320,7 +308,7 @@ def crm_id_fields(ids: dict[str, dict[str, list[str]]], person: str) -> dict[str
 def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
     """Score-table columns as one JSON-ready record per row: NaN becomes null, numbers
     plain Python numbers, the deal id text."""
-    names = [c for c in (*scoring.SCORE_COLUMNS, *TREND_COLUMNS, "reasons") if c in columns]
+    names = [c for c in (*scoring.SCORE_COLUMNS, "reasons") if c in columns]
     values = [_json_column(name, columns[name]) for name in names]
     return [dict(zip(names, row)) for row in zip(*values)]
 

@@ -194,25 +194,21 @@ def record_scores(scores: pd.DataFrame, day: date, settings: Settings, key: str 
     return scores.assign(**{c: annotated[c] for c in TREND_COLUMNS})
 
 
-def answer_trends(history: ScoreHistory | None, columns: dict[str, Any], target: str, day: date,
-                  min_change: float) -> dict[str, Any]:
-    """One target's API answer columns (``serving.scoring.target_answers``) with the trend
-    columns added; unchanged when there is no history store. The same figures as
+def answer_trends(history: ScoreHistory | None, records: list[dict[str, Any]], target: str, day: date,
+                  min_change: float) -> list[dict[str, Any]]:
+    """One target's API answer records with ``previous_score``, ``score_change`` and
+    ``trend`` set; unchanged when there is no history store. The same figures as
     :meth:`ScoreHistory.annotate`, read with one small query and no frames: an API call
     scores a person or a few, and building frames cost more than the scoring."""
-    if history is None or not len(columns.get("person_id", [])):
-        return columns
-    people = [str(p) for p in columns["person_id"]]
-    deals = [("" if d is None or (isinstance(d, float) and d != d) else str(d)) for d in columns["deal_id"]] \
-        if "deal_id" in columns else [""] * len(people)
+    if history is None or not records:
+        return records
+    people = [str(r["person_id"]) for r in records]
+    deals = [str(r.get("deal_id") or "") if target == "time_to_close" else "" for r in records]
     previous = history.previous_of(people, target, deals, day)
-    scores = [int(v) for v in columns["score"]]
-    change = [None if p is None else s - p for s, p in zip(scores, previous)]
-    return columns | {
-        "previous_score": previous,
-        "score_change": change,
-        "trend": [_trend(c, min_change) for c in change],
-    }
+    for record, before in zip(records, previous):
+        change = None if before is None else int(record["score"]) - before
+        record.update(previous_score=before, score_change=change, trend=_trend(change, min_change))
+    return records
 
 
 def _trend(change: int | None, min_change: float) -> str:
