@@ -318,9 +318,7 @@ def deal_features(deals: DealRecords, events: InteractionEvents, m: Moment) -> C
     closed. Its stage comes only from deal_stage events before as_of (the deals table's
     ``stage`` column is today's stage, which would leak the future).
     """
-    created = deals.created < m.as_of
-    closed = created & (deals.closed != NAT) & (deals.closed < m.as_of)
-    is_open = created & ~closed
+    created, closed, is_open = _deal_state(deals, m)
     stage, last_change, n_changes = _stage_history(deals, events, m)
     age = m.as_of - deals.created
     yield "n_open_deals", grouped.count(deals.code, m.n, is_open)
@@ -349,9 +347,8 @@ def open_deals(deals: DealRecords, events: InteractionEvents, m: Moment) -> tupl
     The owner is a category over the owners of deals created before as_of, so a new
     salesperson hired later never changes a past snapshot.
     """
-    created = deals.created < m.as_of
-    closed = created & (deals.closed != NAT) & (deals.closed < m.as_of)
-    rows = np.flatnonzero(created & ~closed & (deals.code >= 0) & (deals.key >= 0))
+    created, _, is_open = _deal_state(deals, m)
+    rows = np.flatnonzero(is_open & (deals.code >= 0) & (deals.key >= 0))
     stage, last_change, n_changes = _stage_history(deals, events, m)
     owners = deals.owner.codes
     seen = np.unique(owners[created & (owners >= 0)])
@@ -365,6 +362,13 @@ def open_deals(deals: DealRecords, events: InteractionEvents, m: Moment) -> tupl
         "deal_days_since_stage_change": days_between(last_change[rows], m.as_of),
         "deal_owner": pd.Categorical.from_codes(local, categories=pd.Index(deals.owner.categories[seen])),
     }
+
+
+def _deal_state(deals: DealRecords, m: Moment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per deal row at as_of: created before it, closed before it, and so open."""
+    created = deals.created < m.as_of
+    closed = created & (deals.closed != NAT) & (deals.closed < m.as_of)
+    return created, closed, created & ~closed
 
 
 def _stage_history(
