@@ -39,10 +39,11 @@ class Plan:
     scoring_snapshots: int
     http_seconds: float
     http_clients: str
+    http_rounds: int
 
 
-FULL = Plan((10_000, 100_000, 1_000_000), (100_000, 12), 100_000, 12, 20.0, "1,8,32")
-QUICK = Plan((10_000,), (10_000, 3), 10_000, 3, 3.0, "1,8")
+FULL = Plan((10_000, 100_000, 1_000_000), (100_000, 12), 100_000, 12, 10.0, "1,8,32", 3)
+QUICK = Plan((10_000,), (10_000, 3), 10_000, 3, 2.0, "1,8", 1)
 
 
 def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
@@ -55,7 +56,7 @@ def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
          *common],
         ["benchmarks.batch_bench", *scoring, *common],
         ["benchmarks.http_bench", *scoring, "--duration", str(plan.http_seconds), "--clients", plan.http_clients,
-         *common],
+         "--rounds", str(plan.http_rounds), *common],
     ]
 
 

@@ -117,11 +117,10 @@ class ScoreHistory:
     def previous_of(self, people: list[str], target: str, deals: list[str], day: date) -> list[int | None]:
         """The latest score before ``day`` of each (person, deal) of one target, in order;
         None where none was recorded. :meth:`previous` for the few rows of an API call."""
-        query = sa.select(POINTS.c.person_id, POINTS.c.deal_id, POINTS.c.day, POINTS.c.score).where(
-            POINTS.c.target == target, POINTS.c.day < day, POINTS.c.person_id.in_(sorted(set(people))))
         latest: dict[tuple[str, str], tuple[date, int]] = {}
         with self.engine.connect() as conn:
-            for person, deal, when, score in conn.execute(query):
+            found = conn.execute(_PREVIOUS_OF, {"target": target, "day": day, "people": sorted(set(people))})
+            for person, deal, when, score in found:
                 key = (person, deal)
                 if key not in latest or when > latest[key][0]:
                     latest[key] = (when, int(score))
@@ -145,6 +144,13 @@ class ScoreHistory:
         out["score_change"] = (pd.to_numeric(out["score"]) - previous).astype("Int64")
         out["trend"] = trend_of(out["score_change"].astype(float), min_change)
         return out
+
+
+#: :meth:`ScoreHistory.previous_of`'s query, built once: building it per API call cost more
+#: than running it.
+_PREVIOUS_OF = sa.select(POINTS.c.person_id, POINTS.c.deal_id, POINTS.c.day, POINTS.c.score).where(
+    POINTS.c.target == sa.bindparam("target"), POINTS.c.day < sa.bindparam("day"),
+    POINTS.c.person_id.in_(sa.bindparam("people", expanding=True)))
 
 
 def _upsert(dialect: str) -> Any:
