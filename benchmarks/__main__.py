@@ -1,7 +1,7 @@
 """Every benchmark in one command, each figure written to ``docs/benchmarks.md``.
 
     python -m benchmarks            # the full run: 10 k / 100 k / 1 M customers
-    python -m benchmarks --quick    # the smoke run at 10 k customers (the test suite's)
+    python -m benchmarks --quick    # the smoke run at 2,000 customers (the test suite's)
 
 In order, each in its own Python process (so one's memory never counts in another's):
 
@@ -43,7 +43,8 @@ class Plan:
 
 
 FULL = Plan((10_000, 100_000, 1_000_000), (100_000, 12), 100_000, 12, 10.0, "1,8,32", 3)
-QUICK = Plan((10_000,), (10_000, 3), 10_000, 3, 2.0, "1,8", 1)
+#: The smoke run: the benchmark smoke tests' size, so the test suite trains that world once.
+QUICK = Plan((2_000,), (2_000, 3), 2_000, 3, 2.0, "1,8", 1)
 
 
 def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
@@ -62,7 +63,7 @@ def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the smoke run at 10 k customers")
+    parser.add_argument("--quick", action="store_true", help="the smoke run at 2,000 customers")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="demo worlds and trained champions")
     parser.add_argument("--doc", type=Path, default=DOC_PATH, help="Markdown file the sections are written to")
     return parser

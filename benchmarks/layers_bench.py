@@ -1,6 +1,6 @@
 """What each layer of the scoring server costs per request, in CPU time.
 
-    python -m benchmarks.layers_bench --customers 20000 --requests 4000
+    python -m benchmarks.layers_bench --customers 20000 --requests 500 --rounds 7
 
 The same prepared world as ``benchmarks.http_bench`` (trained champions, a materialised
 day with precomputed answers). The server's ASGI app is built in this process exactly as
@@ -48,8 +48,6 @@ VARIANTS: tuple[tuple[str, frozenset[str]], ...] = (
 WARMUP = 200
 #: Seconds before a request that has not answered counts as an error.
 REQUEST_TIMEOUT = 10.0
-#: Rounds per variant; the median is reported (other work on the machine moves single rounds).
-ROUNDS = 3
 
 
 @dataclass
@@ -72,6 +70,10 @@ def _environment(prepared: Prepared, work: Path) -> str:
         "RADAR_SERVING__API_KEYS_FILE": str(keys_file),
         "BENTOML_HOME": str(work / "bentoml"),
         "RADAR_SERVING__RATE_LIMIT_PER_SECOND": "0",
+        # BentoML's default, so that the tracing middleware's cost is measured like the
+        # others; Radar serves with it off (serving.trace_requests), i.e. the stack "without
+        # OpenTelemetry".
+        "RADAR_SERVING__TRACE_REQUESTS": "true",
     })
     return key
 
@@ -183,40 +185,40 @@ async def _request(app: Callable, body: bytes, headers: list[tuple[bytes, bytes]
     return status
 
 
-async def _measure(app: Callable, dropped: frozenset[str], bodies: list[bytes], key: str,
-                   requests: int) -> Layer:
-    _without(app, dropped)
+async def _round(app: Callable, bodies: list[bytes], key: str, requests: int) -> tuple[float, float, int]:
+    """CPU and wall µs per request over ``requests`` requests, and the errors."""
     headers = [(b"host", b"127.0.0.1:3000"), (b"content-type", b"application/json"),
                (b"authorization", f"Bearer {key}".encode())]
-    for i in range(WARMUP):
+    errors = 0
+    started_cpu, started_wall = time.thread_time(), time.perf_counter()
+    for i in range(requests):
         body = bodies[i % len(bodies)]
-        await _request(app, body, headers + [(b"content-length", str(len(body)).encode())])
-    cpu, wall, errors = [], [], 0
-    for _ in range(ROUNDS):
-        started_cpu, started_wall = time.thread_time(), time.perf_counter()
-        for i in range(requests):
-            body = bodies[i % len(bodies)]
-            status = await _request(app, body, headers + [(b"content-length", str(len(body)).encode())])
-            errors += status != 200
-        cpu.append((time.thread_time() - started_cpu) / requests * 1e6)
-        wall.append((time.perf_counter() - started_wall) / requests * 1e6)
-    return Layer("", statistics.median(cpu), statistics.median(wall), errors)
+        status = await _request(app, body, headers + [(b"content-length", str(len(body)).encode())])
+        errors += status != 200
+    return ((time.thread_time() - started_cpu) / requests * 1e6,
+            (time.perf_counter() - started_wall) / requests * 1e6, errors)
 
 
-async def _measure_all(bodies: list[bytes], key: str, requests: int, progress) -> list[Layer]:  # type: ignore
+async def _measure_all(bodies: list[bytes], key: str, requests: int, rounds: int, progress) -> list[Layer]:  # type: ignore
+    """Every variant in each round, in turn, so that a busy spell of the machine falls on
+    all of them alike; each variant's median round."""
     app = _app()
     lifespan = _Lifespan(app)
     await lifespan.start()
     try:
         await _wait_ready(app)
-        layers = []
-        for name, dropped in VARIANTS:
-            print(f"{name}: {requests:,} requests × {ROUNDS}", file=progress, flush=True)
-            layer = await _measure(app, dropped, bodies, key, requests)
-            layer.name = name
-            layers.append(layer)
+        for _, dropped in VARIANTS:  # warm-up: lazy imports and caches of every stack
+            _without(app, dropped)
+            await _round(app, bodies, key, WARMUP)
+        seen: dict[str, list[tuple[float, float, int]]] = {name: [] for name, _ in VARIANTS}
+        for n in range(rounds):
+            print(f"round {n + 1} of {rounds}: {len(VARIANTS)} stacks × {requests:,} requests", file=progress, flush=True)
+            for name, dropped in VARIANTS:
+                _without(app, dropped)
+                seen[name].append(await _round(app, bodies, key, requests))
         _without(app, frozenset())
-        return layers
+        return [Layer(name, statistics.median(c for c, _, _ in runs), statistics.median(w for _, w, _ in runs),
+                      sum(e for _, _, e in runs)) for name, runs in seen.items()]
     finally:
         await lifespan.stop()
 
@@ -261,7 +263,7 @@ def run(args: argparse.Namespace, command: str) -> str:
                 os.dup2(log.fileno(), fd)
             _serving_context()
             try:
-                layers = asyncio.run(_measure_all(bodies, key, args.requests, progress))
+                layers = asyncio.run(_measure_all(bodies, key, args.requests, args.rounds, progress))
             finally:
                 os.dup2(saved_out, 1)
                 os.dup2(progress.fileno(), 2)
@@ -275,8 +277,11 @@ def layers_section(layers: list[Layer], prepared: Prepared, args: argparse.Names
         f"Size: {args.customers:,}-customer demo world, {prepared.people:,} people in the feature store. "
         f"`POST /score` by `person_id`, {ONE_TARGET}, top-{TOP_K} reasons (precomputed answers), the worker's "
         f"ASGI app built in process as `bentoml serve` builds it and called on one event loop, no network; "
-        f"{args.requests:,} requests per round, median of {ROUNDS} rounds. A layer's cost is the CPU time per "
-        "request of the whole stack minus that of the stack without it.",
+        f"{args.requests:,} requests per stack and round, {args.rounds} rounds taking every stack in turn, each "
+        "stack's median round. A layer's cost is the CPU time per "
+        "request of the whole stack minus that of the stack without it. The whole stack here traces every "
+        "request, as BentoML does by default; Radar serves with tracing off (`serving.trace_requests`), so the "
+        "served stack is the one without OpenTelemetry.",
         "",
         "| stack | CPU µs / request | wall µs / request | layer's cost (CPU µs) | share of the whole | errors |",
         "|---|---:|---:|---:|---:|---:|",
@@ -292,7 +297,8 @@ def layers_section(layers: list[Layer], prepared: Prepared, args: argparse.Names
 def _parser() -> argparse.ArgumentParser:
     parser = bench_parser("benchmarks.layers_bench", __doc__)
     parser.add_argument("--customers", type=int, default=20_000, help="people in the demo world")
-    parser.add_argument("--requests", type=int, default=4000, help="requests per round and variant")
+    parser.add_argument("--requests", type=int, default=500, help="requests per stack and round")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds, each taking every stack in turn")
     parser.add_argument("--snapshots", type=int, default=12, help="training snapshots (settings n_snapshots)")
     return parser
 

@@ -173,6 +173,11 @@ class ServingConfig(BaseModel):
     # People listed by one GET /find: a shared address (info@...) can belong to many, and a
     # marketer looking for one person reads a screenful, not hundreds.
     find_limit: int = Field(20, ge=1)
+    # BentoML's OpenTelemetry span per request. Radar configures no trace exporter, so the
+    # spans go nowhere, and making them was a quarter of a request's CPU by id
+    # (docs/benchmarks.md, "Server layers"). Turn on with a tracing exporter in BentoML's
+    # configuration (BENTOML_CONFIG).
+    trace_requests: bool = False
 
 
 class MonitoringConfig(BaseModel):

@@ -73,6 +73,8 @@ web.mount("/ui", StaticFiles(directory=ui_api.UI_DIR, html=True), name="ui")
     workers=_serving.workers,
     traffic={"timeout": 30, "concurrency": 64},
     http={"host": _serving.host, "port": _serving.port},
+    # Off: every URL excluded from BentoML's OpenTelemetry middleware (a regex matching any).
+    tracing={} if _serving.trace_requests else {"excluded_urls": ["."]},
 )
 @bentoml.asgi_app(web, path="/")
 class Radar:

@@ -85,6 +85,13 @@ def crm_history(trained: tuple[Settings, CRMData, pd.Timestamp], world_dir: Path
 
 
 @pytest.fixture(scope="session")
+def bench_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of demo worlds and trained champions for the benchmark smoke tests: the
+    same size (2,000 customers, 3 snapshots) is generated and trained once, not per test."""
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+@pytest.fixture(scope="session")
 def postgres_server():
     """A real PostgreSQL server for the session (tests/postgres.py): a cluster made with
     initdb in a temporary folder, on a free loopback port, stopped at the end."""

@@ -4,6 +4,7 @@ equals pred_contrib, and the section reports every figure and both budgets."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
 
@@ -12,9 +13,8 @@ from training.datasets import TARGETS
 
 
 @pytest.fixture(scope="module")
-def section(tmp_path_factory: pytest.TempPathFactory) -> str:
-    cache = tmp_path_factory.mktemp("generated")
-    argv = ["--customers", "2000", "--snapshots", "3", "--rounds", "2", "--cache-dir", str(cache), "--no-doc"]
+def section(bench_cache: Path) -> str:
+    argv = ["--customers", "2000", "--snapshots", "3", "--rounds", "2", "--cache-dir", str(bench_cache), "--no-doc"]
     return run(_parser().parse_args(argv), "python -m benchmarks.batch_bench " + " ".join(argv))
 
 

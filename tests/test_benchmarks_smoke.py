@@ -14,9 +14,8 @@ STAGES = ("load", "features_and_labels", *(f"train_{t}" for t in TARGETS))
 
 
 @pytest.fixture(scope="module")
-def sections(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    cache = tmp_path_factory.mktemp("generated")
-    argv = ["--customers", "2000", "--snapshots", "3", "--cache-dir", str(cache)]
+def sections(bench_cache: Path) -> dict[str, str]:
+    argv = ["--customers", "2000", "--snapshots", "3", "--cache-dir", str(bench_cache)]
     # In-process: spawning fresh interpreters would double the test's time for nothing it checks.
     return run(_parser().parse_args(argv), "python -m benchmarks.train_bench " + " ".join(argv), isolate=False)
 
