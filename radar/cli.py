@@ -133,7 +133,9 @@ def features(
         bool, typer.Option("--materialize", help="Also store them in the online feature store the API reads.")
     ] = False,
     store: Annotated[
-        Optional[Path], typer.Option("--store", help="Feature store file (default: WORK_DIR/feature_store.sqlite).")
+        Optional[str],
+        typer.Option("--store", help="Feature store: a file or a PostgreSQL URL (default: serving.store_url, "
+                                     "else WORK_DIR/feature_store.sqlite)."),
     ] = None,
     engine: EngineOpt = "pandas",
 ) -> None:
@@ -576,12 +578,12 @@ def _print_first_call(folder: Path, scores_file: Path) -> None:
     )
 
 
-def _materialize(data, moment, frame, store: Optional[Path], settings: Settings) -> None:
-    from serving.feature_store import FeatureStore, default_store_path, materialize
+def _materialize(data, moment, frame, store: Optional[str], settings: Settings) -> None:
+    from serving.feature_store import materialize, open_store
 
-    target = FeatureStore(store or default_store_path(settings))
+    target = open_store(settings, store)
     count = materialize(data, moment, settings, target, features=frame)
-    console.print(f"[green]{plural(count, 'person', 'people')}[/] as of {moment.date()} → feature store {target.path}")
+    console.print(f"[green]{plural(count, 'person', 'people')}[/] as of {moment.date()} → feature store {target.shown}")
     if not settings.serving.precompute_answers:
         return
     from serving.answers import precompute_answers

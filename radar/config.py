@@ -162,9 +162,13 @@ class ServingConfig(BaseModel):
     # is Python-bound under the GIL, so one worker uses one core; one per core is the
     # measured best on the benchmark machine (docs/benchmarks.md).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    # SQLAlchemy URL of the shared store (score history; PostgreSQL lets several scoring
-    # servers share one). None: SQLite files in the work dir.
+    # SQLAlchemy URL of the shared store: the online feature store (materialised days,
+    # precomputed answers) and the score history, in one PostgreSQL database that several
+    # scoring servers behind a load balancer share. None: SQLite files in the work dir.
     store_url: str | None = None
+    # How long a server waits to connect to the shared store before answering 503: an
+    # unreachable host would otherwise hold a request for minutes (the system's TCP timeout).
+    store_connect_timeout_seconds: int = Field(5, ge=1)
     # Answers precomputed for everyone when a day is materialised or a champion changes,
     # with this many reasons each: a request by id asking for no more is read, not computed
     # (more: computed). The default answer's reasons; every reason stored costs ~150 bytes.

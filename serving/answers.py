@@ -19,18 +19,15 @@ from the old features. Answers by history are always computed.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
-from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from serving.feature_store import StoreUnavailable
 from serving.scoring import ValueBasis
 from training.datasets import TARGETS
 
@@ -43,13 +40,14 @@ def stale_targets(app: Any, day: date | None = None) -> list[str]:
     """Champion targets whose stored answers for ``day`` (default: the latest) are missing
     or were made by another version or with another number of reasons than configured."""
     store = app.store
-    if store is None or not store.path.is_file() or not store.days():
+    if store is None or not store.exists() or not store.days():
         return []
     day = day or store.days()[-1]
     k = app.settings.serving.precomputed_top_k
     stale = []
+    sets = store.answer_sets(day)
     for target, champion in app.models.champions.items():
-        made = store.answer_set(day, target)
+        made = sets.get(target)
         if made is None or made[0] != champion.version or made[1] != k:
             stale.append(target)
     return [t for t in TARGETS if t in stale]
@@ -107,35 +105,21 @@ def refresh_answers(app: Any) -> dict[str, int]:
         stale = stale_targets(app)
         if not stale:
             return {}
-        with _only_one(Path(app.store.path)) as mine:
+        # One process of every server sharing the store: a lock file beside a SQLite store,
+        # an advisory lock in a PostgreSQL one.
+        with app.store.exclusive("answers") as mine:
             if not mine:
                 return {}
             stale = stale_targets(app)  # another process may have just made them
             done = precompute_answers(app, targets=stale) if stale else {}
         logger.info("precomputed answers: %s", done)
         return done
+    except StoreUnavailable as err:  # one line: the store is down, not broken
+        logger.warning("precomputing answers skipped: %s; answers by id are computed", err)
+        return {}
     except Exception:  # logged: scoring must not stop because a cache could not be filled
         logger.exception("precomputing answers failed; answers by id are computed")
         return {}
-
-
-@contextmanager
-def _only_one(store: Path) -> Iterator[bool]:
-    """An exclusive, non-blocking lock beside the store: True for the process that has it.
-    The lock file is never written (opened to append, so it is never truncated either)."""
-    fd = os.open(store.with_suffix(".answers.lock"), os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 def _plain(value: Any) -> Any:

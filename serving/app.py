@@ -104,7 +104,7 @@ class ScoringApp:
 
     def _person_of(self, kind: str, value: str) -> str:
         """The person a CRM id belongs to in the latest materialised day; 404 when none."""
-        if self.store is None or not self.store.path.is_file():
+        if self.store is None or not self.store.exists():
             raise ApiError(404, "no feature store: run `radar features DIR --as-of DAY --materialize`", field=kind)
         try:
             day, person = self.store.find_person(kind, value)
@@ -149,7 +149,7 @@ class ScoringApp:
         return [a for a in answers if a is not None]
 
     def _from_store(self, jobs: list[_Job], as_of: datetime | None, targets: list[str], top_k: int) -> list[PersonScores]:
-        if self.store is None or not self.store.path.is_file():
+        if self.store is None or not self.store.exists():
             raise ApiError(404, "no feature store: run `radar features DIR --as-of DAY --materialize`",
                            field="person_id")
         if as_of is not None and as_of != datetime(as_of.year, as_of.month, as_of.day):
@@ -242,20 +242,21 @@ class ScoringApp:
         ``2 × top_k`` candidates, so the top 3 are not always the first 3 of the top 5."""
         if not self.settings.serving.precompute_answers or self.store is None:
             return {}
-        usable = {}
-        for target in targets:
-            champion = self.models.champions.get(target)
-            applies = found.eligible.get(target)
-            if champion is None or applies is None or not applies.any():
+        asked = [t for t in targets if t in self.models.champions and found.eligible.get(t) is not None
+                 and found.eligible[t].any()]
+        made = self.store.answer_sets(found.as_of) if asked else {}
+        usable: dict[str, list[str]] = {}
+        for target in asked:
+            version = made.get(target)
+            if version is None or version[0] != self.models.champions[target].version or (top_k and version[1] != top_k):
                 continue
-            made = self.store.answer_set(found.as_of, target)
-            if made is None or made[0] != champion.version or (top_k and made[1] != top_k):
-                continue
-            wanted = list(dict.fromkeys(found.rows.ids[applies].tolist()))
-            payloads = self.store.read_answers(found.as_of, target, wanted)
-            if len(payloads) == len(wanted):
-                usable[target] = {pid: json.loads(text) for pid, text in payloads.items()}
-        return usable
+            usable[target] = list(dict.fromkeys(found.rows.ids[found.eligible[target]].tolist()))
+        if not usable:
+            return {}
+        people = list(dict.fromkeys(p for wanted in usable.values() for p in wanted))
+        payloads = self.store.read_answers(found.as_of, list(usable), people)
+        return {target: {pid: json.loads(payloads[target][pid]) for pid in wanted}
+                for target, wanted in usable.items() if all(pid in payloads[target] for pid in wanted)}
 
     def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: dict[str, list[dict[str, Any]]],
                 known: np.ndarray, unknown_message: str, ids: dict[str, dict[str, list[str]]]) -> PersonScores:
@@ -274,7 +275,7 @@ class ScoringApp:
 
     def _basis(self) -> ValueBasis | None:
         """The latest materialised population's figures, if there is one."""
-        if self.store is None or not self.store.path.is_file():
+        if self.store is None or not self.store.exists():
             return None
         try:
             return ValueBasis.stored(self.store.read_rows([], None).population)
@@ -387,12 +388,11 @@ def _naive_or_none(value: Any) -> Any:
 def build_app(settings: Settings, source: str = "auto") -> ScoringApp:
     """Load the champions (registry, or BentoML store) and open the feature store."""
     from serving.explain import prepare
-    from serving.feature_store import default_store_path
+    from serving.feature_store import open_store
     from serving.model_store import load_models
 
     models = load_models(settings, source)
     # Each champion read into TreeSHAP tables and checked at load, not on the first request.
     for champion in models.champions.values():
         prepare(champion.bundle, settings.explain)
-    return ScoringApp(settings, models, FeatureStore(default_store_path(settings)),
-                      ScoreHistory.of(settings))
+    return ScoringApp(settings, models, open_store(settings), ScoreHistory.of(settings))

@@ -1,4 +1,4 @@
-"""The online feature store: features of every person as of a day, in SQLite, for scoring by id.
+"""The online feature store: features of every person as of a day, for scoring by id.
 
 ``radar features DIR --as-of DAY --materialize`` builds features with the same pipeline as
 training and writes them here with, per person, the targets that apply at that day (the
@@ -14,16 +14,31 @@ one of a merged person, oldest first) to ``person_id``, both ways. A day's
 ``answers_YYYYMMDD`` table holds every person's precomputed answer per target
 (:mod:`serving.answers`), and ``answer_sets`` which champion version made them: writing
 the day again drops them, so a re-materialised day never serves an old answer.
+
+The store is a SQLite file in the work dir by default, or the PostgreSQL database of
+``serving.store_url``, which several scoring servers behind a load balancer then share.
+Both run the same SQL; what differs is kept in one small seam (:class:`_SQLite`,
+:class:`_Postgres`): how a connection is had, how rows are loaded (PostgreSQL by COPY),
+column types, the physical row order, and how one process at a time is chosen. A day is
+written into staging tables and swapped in by one transaction, so a reader sees the old
+day or the new one, never half.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
+import uuid
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -47,8 +62,20 @@ _ANSWER_SETS = """CREATE TABLE IF NOT EXISTS answer_sets (
 
 
 def default_store_path(settings: Settings) -> Path:
-    """Where the store lives unless told otherwise: beside the MLflow store in the work dir."""
+    """Where the SQLite store lives unless told otherwise: beside the MLflow store in the work dir."""
     return Path(settings.work_dir) / STORE_FILE
+
+
+def store_location(settings: Settings) -> Path | str:
+    """The store of these settings: ``serving.store_url`` when set (shared by every
+    server), else the SQLite file in the work dir."""
+    return settings.serving.store_url or default_store_path(settings)
+
+
+def open_store(settings: Settings, override: Path | str | None = None) -> FeatureStore:
+    """The feature store of these settings, or the one at ``override`` (a file or a URL)."""
+    location = override if override is not None else store_location(settings)
+    return FeatureStore(location, connect_timeout=settings.serving.store_connect_timeout_seconds)
 
 
 def population_figures(features: pd.DataFrame) -> dict[str, float]:
@@ -85,23 +112,37 @@ class UnknownDay(LookupError):
     """No features were materialised for the day asked for."""
 
 
+class StoreUnavailable(RuntimeError):
+    """A shared store that cannot be reached now (the database is down or restarting): the
+    API answers 503 and the caller retries; nothing about the store is wrong."""
+
+
 class FeatureStore:
-    """Read and write materialised features. One connection per thread: SQLite connections
-    must not be shared across the server's worker threads."""
+    """Read and write materialised features: a SQLite file or a PostgreSQL URL."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._local = threading.local()
+    def __init__(self, location: Path | str, connect_timeout: int | None = None) -> None:
+        """``connect_timeout``: seconds a database store waits to connect (None: the
+        driver's own wait; :func:`open_store` passes ``serving.store_connect_timeout_seconds``)."""
+        from features.database import display_url, is_database_url
 
-    def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path)
-            conn.execute(_SNAPSHOTS)
-            conn.execute(_ANSWER_SETS)
-            self._local.conn = conn
-        return conn
+        url = str(location) if is_database_url(location) else None
+        if url is not None and url.lower().startswith("sqlite:///"):
+            url, location = None, Path(url[len("sqlite:///"):])  # the embedded store, named as a URL
+        #: The SQLite file, or None for a database store (then see :attr:`url`).
+        self.path: Path | None = None if url else Path(location)
+        self.url = url
+        self.shown = display_url(url) if url else str(self.path)
+        self._db: _Database = (_Postgres(url, self.shown, connect_timeout) if url
+                               else _SQLite(self.path))  # type: ignore[arg-type]
+
+    def exists(self) -> bool:
+        """Whether there is a store to read: the SQLite file exists; a database always is
+        (an empty one answers :class:`UnknownDay`)."""
+        return self.path is None or self.path.is_file()
+
+    def close(self) -> None:
+        """Close this thread's SQLite connection, or every pooled PostgreSQL connection."""
+        self._db.close()
 
     def write(self, features: pd.DataFrame, eligible: dict[str, pd.Index], as_of: date,
               deals: pd.DataFrame | None = None, ids: pd.DataFrame | None = None) -> int:
@@ -114,41 +155,49 @@ class FeatureStore:
         long_ids = _ids_storable(ids)
         text_columns = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
         text_columns += [c for c in own.columns if c != "person_id" and not pd.api.types.is_numeric_dtype(own[c])]
-        conn = self._connection()
-        staging = f"{table}_staging"
-        frame.to_sql(staging, conn, if_exists="replace", index=False, chunksize=5_000)
-        own.to_sql(f"{deal_table}_staging", conn, if_exists="replace", index=False, chunksize=5_000)
-        long_ids.to_sql(f"{id_table}_staging", conn, if_exists="replace", index=False, chunksize=5_000)
-        with conn:  # one transaction: readers see the old day or the new one, never half
-            for name in (table, deal_table, id_table):
-                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
-                conn.execute(f'ALTER TABLE "{name}_staging" RENAME TO "{name}"')
-            conn.execute(f'CREATE UNIQUE INDEX "{table}_person" ON "{table}" (person_id)')
-            conn.execute(f'CREATE INDEX "{deal_table}_person" ON "{deal_table}" (person_id)')
-            conn.execute(f'CREATE INDEX "{id_table}_id" ON "{id_table}" (kind, source_id)')
-            conn.execute(f'CREATE INDEX "{id_table}_person" ON "{id_table}" (person_id)')
+        self._check_names([*frame.columns, *own.columns])
+        figures = json.dumps(population_figures(features))
+        # Index names are unique in a whole database: the staging tables' carry this write's
+        # token, so they are built before the swap and stay with their tables after it.
+        token = uuid.uuid4().hex[:8]
+        tables = [(table, frame, [("person", "UNIQUE", "person_id")]),
+                  (deal_table, own, [("person", "", "person_id")]),
+                  (id_table, long_ids, [("id", "", "kind, source_id"), ("person", "", "person_id")])]
+        with self._db.transaction() as tx:  # one transaction: readers see the old day or the new one, never half
+            for name, rows, indexes in tables:
+                staging = f"{name}_staging"
+                tx.execute(f'DROP TABLE IF EXISTS "{staging}"')
+                tx.execute(f'CREATE TABLE "{staging}" ({self._columns(rows)})')
+                tx.load(staging, list(rows.columns), _records(rows))
+                for suffix, unique, columns in indexes:
+                    tx.execute(f'CREATE {unique} INDEX "{name}_{suffix}_{token}" ON "{staging}" ({columns})')
+            for name, _, _ in tables:
+                tx.execute(f'DROP TABLE IF EXISTS "{name}"')
+                tx.execute(f'ALTER TABLE "{name}_staging" RENAME TO "{name}"')
             # Answers made from the day's old features are stale from this moment on.
-            conn.execute(f'DROP TABLE IF EXISTS "{_answer_table(as_of)}"')
-            conn.execute("DELETE FROM answer_sets WHERE as_of = ?", (as_of.isoformat(),))
-            conn.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
-                (as_of.isoformat(), table, json.dumps(text_columns), json.dumps(population_figures(features)),
-                 len(frame), datetime.now(timezone.utc).isoformat(timespec="seconds")),
-            )
+            tx.execute(f'DROP TABLE IF EXISTS "{_answer_table(as_of)}"')
+            tx.execute("DELETE FROM answer_sets WHERE as_of = ?", (as_of.isoformat(),))
+            tx.execute("DELETE FROM snapshots WHERE as_of = ?", (as_of.isoformat(),))
+            tx.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?)",
+                       (as_of.isoformat(), table, json.dumps(text_columns), figures, len(frame),
+                        datetime.now(timezone.utc).isoformat(timespec="seconds")))
         return len(frame)
 
     def person_ids(self, day: date) -> list[str]:
         """Everyone stored for ``day``, in stored order."""
         table = self._snapshot(day)[1]
-        return [r[0] for r in self._connection().execute(f'SELECT person_id FROM "{table}" ORDER BY rowid')]
+        return [r[0] for r in self._db.read(f'SELECT person_id FROM "{table}" ORDER BY {self._db.row_order}')[1]]
 
     def answer_set(self, day: date, target: str) -> tuple[str, int] | None:
         """(champion version, reasons per answer) of the answers stored for ``day`` and
         ``target``; None when there are none."""
-        found = self._connection().execute(
-            "SELECT version, top_k FROM answer_sets WHERE as_of = ? AND target = ?", (day.isoformat(), target)
-        ).fetchone()
-        return (found[0], int(found[1])) if found else None
+        return self.answer_sets(day).get(target)
+
+    def answer_sets(self, day: date) -> dict[str, tuple[str, int]]:
+        """Per target, (champion version, reasons per answer) of the answers stored for
+        ``day``: one read for every target of a request."""
+        rows = self._db.read("SELECT target, version, top_k FROM answer_sets WHERE as_of = ?", (day.isoformat(),))[1]
+        return {target: (version, int(top_k)) for target, version, top_k in rows}
 
     def write_answers(self, day: date, target: str, version: str, top_k: int,
                       answers: list[tuple[str, str]]) -> None:
@@ -156,28 +205,36 @@ class FeatureStore:
         that target's; the day must be materialised (its features are what they answer)."""
         if day not in self.days():
             raise UnknownDay(f"no features materialised for {day}: answers need the day's features")
-        table = _answer_table(day)
-        conn = self._connection()
-        with conn:
-            conn.execute(f'CREATE TABLE IF NOT EXISTS "{table}" (person_id TEXT NOT NULL, target TEXT NOT NULL, '
-                         "payload TEXT NOT NULL, PRIMARY KEY (person_id, target))")
-            conn.execute(f'DELETE FROM "{table}" WHERE target = ?', (target,))
-            conn.executemany(f'INSERT INTO "{table}" VALUES (?, ?, ?)', [(p, target, a) for p, a in answers])
-            conn.execute("INSERT OR REPLACE INTO answer_sets VALUES (?, ?, ?, ?, ?)",
-                         (day.isoformat(), target, version, top_k,
-                          datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        table, text = _answer_table(day), self._db.text_type
+        with self._db.transaction() as tx:
+            tx.execute(f'CREATE TABLE IF NOT EXISTS "{table}" (person_id {text} NOT NULL, target {text} NOT NULL, '
+                       f"payload {text} NOT NULL, PRIMARY KEY (person_id, target))")
+            tx.execute(f'DELETE FROM "{table}" WHERE target = ?', (target,))
+            tx.load(table, ["person_id", "target", "payload"], [(p, target, a) for p, a in answers])
+            tx.execute("DELETE FROM answer_sets WHERE as_of = ? AND target = ?", (day.isoformat(), target))
+            tx.execute("INSERT INTO answer_sets VALUES (?, ?, ?, ?, ?)",
+                       (day.isoformat(), target, version, top_k,
+                        datetime.now(timezone.utc).isoformat(timespec="seconds")))
 
-    def read_answers(self, day: date, target: str, person_ids: list[str]) -> dict[str, str]:
-        """The stored answers (JSON text) of the given persons for one target and day."""
-        marks = ",".join("?" * len(person_ids))
-        rows = self._connection().execute(
-            f'SELECT person_id, payload FROM "{_answer_table(day)}" WHERE target = ? AND person_id IN ({marks})',
-            [target, *person_ids]).fetchall()
-        return dict(rows)
+    def read_answers(self, day: date, targets: list[str], person_ids: list[str]) -> dict[str, dict[str, str]]:
+        """The stored answers (JSON text) of the given persons for ``day``, per target and
+        person, in one read for every target of a request. A day written again meanwhile
+        has none: the caller computes them."""
+        kinds, kind_params = self._db.members(targets)
+        people, people_params = self._db.members(person_ids)
+        try:
+            rows = self._db.read(f'SELECT target, person_id, payload FROM "{_answer_table(day)}" '
+                                 f"WHERE target {kinds} AND person_id {people}", (*kind_params, *people_params))[1]
+        except self._db.missing_table:
+            rows = []
+        found: dict[str, dict[str, str]] = {t: {} for t in targets}
+        for target, person, payload in rows:
+            found[target][person] = payload
+        return found
 
     def days(self) -> list[date]:
         """Materialised days, oldest first."""
-        rows = self._connection().execute("SELECT as_of FROM snapshots ORDER BY as_of").fetchall()
+        rows = self._db.read("SELECT as_of FROM snapshots ORDER BY as_of")[1]
         return [date.fromisoformat(r[0]) for r in rows]
 
     def read(self, person_ids: list[str], as_of: date | None = None) -> StoredRows:
@@ -192,9 +249,9 @@ class FeatureStore:
         API's path, which scores a person or two and cannot afford a frame per request."""
         day, table, text_columns, population = self._snapshot(as_of)
         wanted = list(dict.fromkeys(person_ids))
-        marks = ",".join("?" * len(wanted))
-        cursor = self._connection().execute(f'SELECT * FROM "{table}" WHERE person_id IN ({marks})', wanted)
-        rows, eligible = _as_rows([d[0] for d in cursor.description], cursor.fetchall(), text_columns)
+        members, params = self._db.members(wanted)
+        columns, records = self._db.read(f'SELECT * FROM "{table}" WHERE person_id {members}', params)
+        rows, eligible = _as_rows(columns, records, text_columns)
         found = set(rows.ids.tolist())
         return StoredPeople(day, rows, eligible, population, [p for p in wanted if p not in found])
 
@@ -203,15 +260,13 @@ class FeatureStore:
         deal: the deal's own columns beside its person's, in person then deal order, as
         ``build_deal_features`` gives them."""
         ids = people.ids.tolist()
-        marks = ",".join("?" * len(ids))
+        members, params = self._db.members(ids)
         text_columns = self._snapshot(day)[2]
         try:
-            cursor = self._connection().execute(
-                f'SELECT * FROM "{_deal_table(day)}" WHERE person_id IN ({marks}) ORDER BY person_id, deal_id', ids)
-        except sqlite3.OperationalError:  # a day stored before deals had their own rows
-            cursor = None
-        records = cursor.fetchall() if cursor is not None else []
-        names = [d[0] for d in cursor.description] if cursor is not None else ["person_id", DEAL_COLUMN]
+            names, records = self._db.read(
+                f'SELECT * FROM "{_deal_table(day)}" WHERE person_id {members} ORDER BY person_id, deal_id', params)
+        except self._db.missing_table:  # a day stored before deals had their own rows
+            names, records = ["person_id", DEAL_COLUMN], []
         at = {c: i for i, c in enumerate(names)}
         position = {pid: i for i, pid in enumerate(ids)}
         rows = people.take(np.array([position[r[at["person_id"]]] for r in records], dtype=np.int64))
@@ -226,22 +281,20 @@ class FeatureStore:
         ``as_of`` (default: the latest day); None when no person has it."""
         day = self._snapshot(as_of)[0]
         try:
-            found = self._connection().execute(
-                f'SELECT person_id FROM "{_id_table(day)}" WHERE kind = ? AND source_id = ? LIMIT 1',
-                (kind, source_id)).fetchone()
-        except sqlite3.OperationalError:  # a day stored before the CRM ids were kept
-            found = None
-        return day, found[0] if found else None
+            found = self._db.read(f'SELECT person_id FROM "{_id_table(day)}" WHERE kind = ? AND source_id = ? '
+                                  f"ORDER BY {self._db.row_order} LIMIT 1", (kind, source_id))[1]
+        except self._db.missing_table:  # a day stored before the CRM ids were kept
+            found = []
+        return day, found[0][0] if found else None
 
     def read_ids(self, day: date, person_ids: list[str]) -> dict[str, dict[str, list[str]]]:
         """The CRM ids of the given persons at ``day``: per person, per kind (lead_id,
         customer_id), every id oldest first."""
-        marks = ",".join("?" * len(person_ids))
+        members, params = self._db.members(person_ids)
         try:
-            records = self._connection().execute(
-                f'SELECT person_id, kind, source_id FROM "{_id_table(day)}" WHERE person_id IN ({marks}) '
-                "ORDER BY rowid", person_ids).fetchall()
-        except sqlite3.OperationalError:
+            records = self._db.read(f'SELECT person_id, kind, source_id FROM "{_id_table(day)}" '
+                                    f"WHERE person_id {members} ORDER BY {self._db.row_order}", params)[1]
+        except self._db.missing_table:
             records = []
         found: dict[str, dict[str, list[str]]] = {}
         for person, kind, source_id in records:
@@ -250,23 +303,350 @@ class FeatureStore:
 
     def _snapshot(self, as_of: date | None) -> tuple[date, str, list[str], dict[str, float]]:
         """The day's table, its text columns and population figures (latest day by default)."""
-        conn = self._connection()
+        columns = "as_of, table_name, text_columns, population"
         if as_of is None:
-            found = conn.execute("SELECT * FROM snapshots ORDER BY as_of DESC LIMIT 1").fetchone()
+            found = self._db.read(f"SELECT {columns} FROM snapshots ORDER BY as_of DESC LIMIT 1")[1]
         else:
-            found = conn.execute("SELECT * FROM snapshots WHERE as_of = ?", (as_of.isoformat(),)).fetchone()
-        if found is None:
+            found = self._db.read(f"SELECT {columns} FROM snapshots WHERE as_of = ?", (as_of.isoformat(),))[1]
+        if not found:
             raise UnknownDay(f"no features materialised for {as_of or 'any day'}")
-        return date.fromisoformat(found[0]), found[1], json.loads(found[2]), json.loads(found[3])
+        day, table, text_columns, population = found[0]
+        return date.fromisoformat(day), table, json.loads(text_columns), json.loads(population)
 
     def read_day(self, as_of: date | None = None) -> StoredRows:
         """Everyone stored for ``as_of`` (default: the latest day): the population drift
         monitoring compares with each champion's training profile."""
         day, table, text_columns, population = self._snapshot(as_of)
-        cursor = self._connection().execute(f'SELECT * FROM "{table}"')
-        columns = [d[0] for d in cursor.description]
-        features, eligible = _loaded(columns, cursor.fetchall(), text_columns)
+        columns, records = self._db.read(f'SELECT * FROM "{table}" ORDER BY {self._db.row_order}')
+        features, eligible = _loaded(columns, records, text_columns)
         return StoredRows(day, features, eligible, population, [])
+
+    def exclusive(self, name: str) -> Any:
+        """A context that is True for the one process (of every server sharing the store)
+        that has the lock ``name``, False at once for the others; released on leaving."""
+        return self._db.exclusive(name)
+
+    def problem(self) -> str | None:
+        """Why the store cannot be read now (a database that cannot be reached, a latest day
+        whose table is missing), or None; an empty store is no problem."""
+        try:
+            latest = self._db.read("SELECT table_name FROM snapshots ORDER BY as_of DESC LIMIT 1")[1]
+            if latest:
+                self._db.read(f'SELECT * FROM "{latest[0][0]}" LIMIT 1')
+        except StoreUnavailable as err:
+            return str(err)
+        except self._db.missing_table:
+            return f"feature store {self.shown} lists a day whose table is missing: " \
+                   "rebuild it with `radar features DIR --as-of DAY --materialize`"
+        return None
+
+    def _columns(self, frame: pd.DataFrame) -> str:
+        """A table's column definitions: numbers as floating point (a stored number is read
+        back as a float), everything else as text."""
+        return ", ".join(
+            f"{_quoted(c)} {self._db.real_type if pd.api.types.is_numeric_dtype(frame[c]) else self._db.text_type}"
+            for c in frame.columns)
+
+    def _check_names(self, columns: list[str]) -> None:
+        """PostgreSQL cuts longer names silently, and a feature column must keep its name."""
+        limit = self._db.max_name_bytes
+        long = [c for c in columns if limit and len(str(c).encode("utf-8")) > limit]
+        if long:
+            raise ValueError(f"feature column names longer than {limit} bytes cannot be stored in {self.shown}: "
+                             f"{', '.join(long[:5])} (rename the attribute in the mapping file)")
+
+
+# --- the seam: what SQLite and PostgreSQL do differently ------------------------------------------
+
+
+class _Transaction(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def load(self, table: str, columns: list[str], rows: list[tuple]) -> None: ...
+
+
+class _Database(Protocol):
+    """What the store needs of a database. SQL is written once, with ``?`` placeholders."""
+
+    #: Column types: text, and numbers.
+    text_type: str
+    real_type: str
+    #: The order rows were written in (a day's tables are written once, never updated).
+    row_order: str
+    #: What reading a table that does not exist raises (a day stored by an older Radar).
+    missing_table: type[Exception]
+    #: Longest table or column name, in bytes (0: no limit that matters).
+    max_name_bytes: int
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]: ...
+
+    def transaction(self) -> Any: ...
+
+    def members(self, values: list[str]) -> tuple[str, list[Any]]: ...
+
+    def exclusive(self, name: str) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class _SQLite:
+    """The embedded store: one file, read through one plain sqlite3 connection per thread
+    (SQLite connections must not be shared across the server's worker threads, and a pooled
+    SQLAlchemy connection cost more than the read itself)."""
+
+    text_type = "TEXT"
+    real_type = "REAL"
+    row_order = "rowid"
+    missing_table = sqlite3.OperationalError
+    max_name_bytes = 0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit: a SELECT opens no transaction, so an idle reader never holds the
+            # file, and a write's BEGIN really covers its DROP and ALTER TABLE (in its
+            # default mode sqlite3 runs those outside any transaction).
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            conn.execute(_SNAPSHOTS)
+            conn.execute(_ANSWER_SETS)
+            self._local.conn = conn
+        return conn
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        cursor = self._connection().execute(sql, params)
+        return [d[0] for d in cursor.description], cursor.fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SQLiteTransaction]:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")  # the one writer from the start, not from its first write
+        try:
+            yield _SQLiteTransaction(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def members(values: list[str]) -> tuple[str, list[Any]]:
+        return f"IN ({','.join('?' * len(values))})", list(values)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """An exclusive, non-blocking lock file beside the store. It is never written (opened
+        to append, so it is never truncated either)."""
+        fd = os.open(self.path.with_suffix(f".{name}.lock"), os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class _SQLiteTransaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql, params)
+
+    def load(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        names = ", ".join(_quoted(c) for c in columns)
+        self._conn.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({",".join("?" * len(columns))})', rows)
+
+
+class _Postgres:
+    """The shared store: a PostgreSQL database, through psycopg 3 and SQLAlchemy's
+    connection pool (the URL is a SQLAlchemy URL, as for database sources).
+
+    Reads run in autocommit, one round trip each, and never hold a transaction between
+    requests. Statements are not prepared: another server swapping a day in changes the
+    table under a prepared ``SELECT *``, which PostgreSQL then refuses to run. A connection
+    lost (the server restarted) empties the pool and the read is tried once more on a new
+    one; a store that still cannot be reached raises :class:`StoreUnavailable`."""
+
+    text_type = 'TEXT COLLATE "C"'  # ordered by code point, as Python and SQLite order text
+    real_type = "DOUBLE PRECISION"
+    row_order = "ctid"  # a day's tables are filled by one COPY into a new table, never updated
+    max_name_bytes = 63
+
+    def __init__(self, url: str, shown: str, connect_timeout: int | None) -> None:
+        import psycopg
+        import sqlalchemy as sa
+
+        from features.database import database_url
+
+        self.missing_table = psycopg.errors.UndefinedTable
+        self._lost = psycopg.OperationalError
+        self.shown = shown
+        address = database_url(url)
+        if address.get_backend_name() != "postgresql":
+            raise ValueError(f"the feature store is a SQLite file or a PostgreSQL database, not {shown}")
+        # psycopg reads PGPASSWORD and ~/.pgpass; the pool never checks a connection before
+        # handing it out (a round trip per read), a lost one is found by the read itself.
+        self._engine = sa.create_engine(
+            address, isolation_level="AUTOCOMMIT",
+            connect_args={"prepare_threshold": None,
+                          **({"connect_timeout": connect_timeout} if connect_timeout else {})})
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    def _checkout(self) -> Any:
+        import sqlalchemy as sa
+
+        from features.database import problem
+
+        try:
+            raw = self._engine.raw_connection()
+        except (sa.exc.SQLAlchemyError, self._lost) as err:  # a new connection's errors come unwrapped
+            raise StoreUnavailable(f"the feature store {self.shown} cannot be reached ({problem(err)})") from None
+        if not self._schema_ready:
+            with self._schema_lock:
+                if not self._schema_ready:
+                    try:
+                        self._run_schema(raw.driver_connection)
+                    except BaseException:
+                        raw.close()
+                        raise
+                    self._schema_ready = True
+        return raw
+
+    def _run_schema(self, conn: Any) -> None:
+        with conn.transaction():
+            # Two servers starting at once must not both create the tables.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("writer"),))
+            conn.execute(_SNAPSHOTS)
+            conn.execute(_ANSWER_SETS)
+
+    def _gone(self, raw: Any, err: Exception) -> StoreUnavailable:
+        """A connection lost: drop it and every idle one (a restarted server lost them all)."""
+        from features.database import problem
+
+        raw.invalidate()
+        self._engine.dispose()
+        return StoreUnavailable(f"the feature store {self.shown} cannot be read now ({problem(err)})")
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+        statement = sql.replace("?", "%s")
+        for attempt in (1, 2):
+            raw = self._checkout()
+            try:
+                cursor = raw.driver_connection.execute(statement, params or None)
+                return _names(cursor), cursor.fetchall()
+            except self._lost as err:
+                lost = self._gone(raw, err)
+                if attempt == 2:
+                    raise lost from None
+            finally:
+                raw.close()
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PostgresTransaction]:
+        raw = self._checkout()
+        try:
+            conn = raw.driver_connection
+            with conn.transaction():
+                # One writer at a time across every server, as SQLite's BEGIN IMMEDIATE.
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("writer"),))
+                yield _PostgresTransaction(conn)
+        except self._lost as err:
+            raise self._gone(raw, err) from None
+        finally:
+            raw.close()
+
+    @staticmethod
+    def members(values: list[str]) -> tuple[str, list[Any]]:
+        # One array parameter: the same statement for any number of ids.
+        return "= ANY(?)", [list(values)]
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A session advisory lock, held on one pooled connection while inside: the
+        processes of every server sharing the database see the same lock, and the database
+        releases it if the holder dies."""
+        raw = self._checkout()
+        try:
+            conn = raw.driver_connection
+            mine = bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(name),)).fetchone()[0])
+            try:
+                yield mine
+            finally:
+                if mine:
+                    try:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(name),))
+                    except self._lost:  # the session is gone, and its locks with it
+                        raw.invalidate()
+        finally:
+            raw.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+class _PostgresTransaction:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._conn.execute(sql.replace("?", "%s") if params else sql, params or None)
+
+    def load(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """COPY: one stream instead of a statement per row (a day of 100 000 people × 120
+        features is 12 M values)."""
+        names = ", ".join(_quoted(c) for c in columns)
+        with self._conn.cursor() as cursor, cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _names(cursor: Any) -> list[str]:
+    """A result's column names, from the result itself: psycopg's ``description`` builds an
+    object per column, which for a day's 120 features cost more than the read."""
+    result = cursor.pgresult
+    return [result.fname(i).decode() for i in range(result.nfields)]
+
+
+def _lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key of Radar's own for ``name``."""
+    return zlib.crc32(f"radar feature store: {name}".encode())
+
+
+def _quoted(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _records(frame: pd.DataFrame) -> list[tuple]:
+    """A frame's rows as plain Python values: floats for numbers, text, None for missing."""
+    columns = []
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_numeric_dtype(series):
+            numbers = series.to_numpy(dtype=float, na_value=np.nan)
+            values = numbers.astype(object)
+            values[np.isnan(numbers)] = None
+        else:
+            values = series.astype(object).where(series.notna(), None).to_numpy()
+        columns.append(values.tolist())
+    return list(zip(*columns))
 
 
 def _storable(features: pd.DataFrame, eligible: dict[str, pd.Index]) -> pd.DataFrame:

@@ -210,10 +210,11 @@ def find_answer(views: Any, store: FeatureStore | None, q: str, kind: str | None
 
 def _find_in_store(store: FeatureStore | None, query: Query) -> tuple[list[str], dict[str, list[str]], dict[str, dict[str, list[str]]], str | None]:
     """Lead and customer ids (and person ids) through the feature store's latest day."""
-    if store is None or not store.path.is_file():
+    if store is None or not store.exists():
         return [], {}, {}, None
     try:
-        day = store.days()[-1] if store.days() else None
+        days = store.days()
+        day = days[-1] if days else None
         if day is None:
             return [], {}, {}, None
         matched: dict[str, list[str]] = {}

@@ -4,7 +4,9 @@ BentoML's ``/readyz`` only answers 200 or 503 (from ``Radar.__is_ready__``); it 
 *why*. The start-up checks here give the reasons: the champions came from BentoML's model
 store because the MLflow registry was unreachable (degraded), there are no champions at all
 (not ready), or the online feature store file is damaged (degraded: scoring by history still
-works, scoring by ``person_id`` answers 404 with the command that rebuilds the store).
+works, scoring by ``person_id`` answers 404 with the command that rebuilds the store), or the
+shared store of ``serving.store_url`` cannot be read (degraded: the server keeps it, and what
+needs it answers 503 until it is back).
 """
 
 from __future__ import annotations
@@ -89,11 +91,17 @@ def at_start(app: ScoringApp) -> Health:
     """Check what was loaded, log each problem once, and stop using a damaged feature store
     (by ``person_id`` the API then answers 404 saying how to rebuild it, not a 500)."""
     problems = [app.models.problem] if app.models.problem else []
-    if app.store is not None:
+    if app.store is not None and app.store.path is not None:
         damaged = store_problem(app.store.path)
         if damaged:
             problems.append(damaged)
             app.store = None
+    elif app.store is not None:
+        # A shared database store is kept even when it cannot be read: it may be down for a
+        # moment, and until it is back each request by id says so (503), not 404.
+        unreadable = app.store.problem()
+        if unreadable:
+            problems.append(unreadable)
     models = {t: c.version for t, c in app.models.champions.items()}
     if not models:
         status: Status = "unavailable"

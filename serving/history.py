@@ -69,16 +69,26 @@ def trend_of(change: pd.Series, min_change: float) -> pd.Series:
 class ScoreHistory:
     """Reads and writes score points; one instance per process is enough."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connect_timeout: int | None = None) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # PostgreSQL through psycopg 3, as for database sources (features.database).
-        self.engine = sa.create_engine(database_url(url), pool_pre_ping=True)
-        _metadata.create_all(self.engine, checkfirst=True)
+        address = database_url(url)
+        wait = {"connect_timeout": connect_timeout} if connect_timeout and address.get_backend_name() == "postgresql" else {}
+        self.engine = sa.create_engine(address, pool_pre_ping=True, connect_args=wait)
+        self._table_made = False
 
     @classmethod
     def of(cls, settings: Settings) -> "ScoreHistory":
-        return cls(history_url(settings))
+        return cls(history_url(settings), settings.serving.store_connect_timeout_seconds)
+
+    def _db(self) -> sa.Engine:
+        """The engine, its table made on first use: a shared store that is down when a
+        server starts must not stop it starting (its requests answer 503 meanwhile)."""
+        if not self._table_made:
+            _metadata.create_all(self.engine, checkfirst=True)
+            self._table_made = True
+        return self.engine
 
     def record(self, scores: pd.DataFrame, day: date) -> int:
         """Store the scores of one day (replacing that day's points for the same keys)."""
@@ -86,7 +96,7 @@ class ScoreHistory:
         if not len(points):
             return 0
         records = points.to_dict(orient="records")
-        with self.engine.begin() as conn:
+        with self._db().begin() as conn:
             conn.execute(_upsert(self.engine.dialect.name), records)
         return len(records)
 
@@ -109,7 +119,7 @@ class ScoreHistory:
         people = wanted["person_id"].unique().tolist()
         if len(people) <= 1000:  # one person's API call should not read everyone's history
             query = query.where(POINTS.c.person_id.in_(people))
-        with self.engine.connect() as conn:
+        with self._db().connect() as conn:
             found = pd.DataFrame(conn.execute(query).fetchall(), columns=[*KEY_COLUMNS, "score"])
         merged = wanted.merge(found, on=list(KEY_COLUMNS), how="left")
         return pd.Series(merged["score"].to_numpy(dtype=float), index=keys.index, name="previous_score")
@@ -118,7 +128,7 @@ class ScoreHistory:
         """The latest score before ``day`` of each (person, deal) of one target, in order;
         None where none was recorded. :meth:`previous` for the few rows of an API call."""
         latest: dict[tuple[str, str], tuple[date, int]] = {}
-        with self.engine.connect() as conn:
+        with self._db().connect() as conn:
             found = conn.execute(_PREVIOUS_OF, {"target": target, "day": day, "people": sorted(set(people))})
             for person, deal, when, score in found:
                 key = (person, deal)
@@ -132,7 +142,7 @@ class ScoreHistory:
         if target is not None:
             query = query.where(POINTS.c.target == target)
         query = query.order_by(POINTS.c.target, POINTS.c.deal_id, POINTS.c.day)
-        with self.engine.connect() as conn:
+        with self._db().connect() as conn:
             rows = conn.execute(query).fetchall()
         return pd.DataFrame(rows, columns=[c.name for c in POINTS.columns])
 

@@ -305,7 +305,7 @@ def publish_store_drift(store: FeatureStore | None, champions: dict[str, Champio
     serving; what went wrong is logged."""
     from serving.feature_store import UnknownDay
 
-    if store is None or not store.path.is_file():
+    if store is None or not store.exists():
         logger.info("drift metrics: no feature store yet, nothing to compare")
         return None
     try:

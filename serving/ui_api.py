@@ -23,7 +23,7 @@ from features.contract import CRMData
 from features.privacy import redact
 from radar.config import Settings
 from serving.app import ApiError
-from serving.feature_store import FeatureStore, default_store_path
+from serving.feature_store import StoreUnavailable, open_store
 from serving.scoring import Champion
 
 DATA_DIR_ENV = "RADAR_DATA_DIR"
@@ -76,8 +76,13 @@ def load_views(settings: Settings, champions: dict[str, Champion]) -> UiViews:
 def views_day(settings: Settings, data: CRMData) -> pd.Timestamp:
     """The latest materialised day, so a list row and its person's /score agree; without
     a feature store, the last day of the data."""
-    store = FeatureStore(default_store_path(settings))
-    days = store.days() if store.path.is_file() else []
+    store = open_store(settings)
+    try:
+        days = store.days() if store.exists() else []
+    except StoreUnavailable:  # a shared store down at start: the data's own last day will do
+        days = []
+    finally:
+        store.close()
     if days:
         return pd.Timestamp(days[-1])
     from training.datasets import data_span

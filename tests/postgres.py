@@ -48,21 +48,42 @@ class PostgresServer:
     port: int
     user: str
     folder: Path
+    binaries: Path | None = None
+    run_as: str | None = None
+    process: subprocess.Popen | None = None
 
     def url(self, database: str = DATABASE) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """A fresh, empty database on this server; returns its URL."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """A fresh database on this server (empty, or a copy of ``template``, which nobody
+        may be connected to); returns its URL."""
         import sqlalchemy as sa
 
         engine = sa.create_engine(self.url("postgres").replace("postgresql://", "postgresql+psycopg://"),
                                   isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         engine.dispose()
         return self.url(name)
+
+    def start(self) -> None:
+        """Start the cluster (again, after :meth:`stop`) on the same port and data."""
+        assert self.binaries is not None and (self.process is None or self.process.poll() is not None)
+        # fsync off and a small shared memory: a test cluster, thrown away at the end.
+        command = [str(self.binaries / "postgres"), "-D", str(self.folder / "data"), "-k", str(self.folder),
+                   "-p", str(self.port), "-h", self.host, "-c", "fsync=off", "-c", "synchronous_commit=off",
+                   "-c", "full_page_writes=off", "-c", "shared_buffers=32MB"]
+        log = self.folder / "server.log"
+        with open(log, "ab") as handle:
+            self.process = subprocess.Popen(_as_user(command, self.run_as), stdout=handle, stderr=subprocess.STDOUT)
+        _wait_ready(self.binaries, self, self.process, log)
+
+    def stop(self) -> None:
+        """Stop the cluster (open sessions are ended), keeping its data."""
+        if self.process is not None and self.binaries is not None:
+            _stop(self.binaries, self.folder / "data", self.run_as, self.process)
 
 
 def _as_user(command: list[str], user: str | None) -> list[str]:
@@ -84,28 +105,18 @@ def running_postgres() -> Iterator[PostgresServer]:
         os.chown(folder, account.pw_uid, account.pw_gid)
     os.chmod(folder, 0o700)
     user = run_as or pwd.getpwuid(os.geteuid()).pw_name
-    port = free_port()
-    log = folder / "server.log"
-    process = None
+    server = PostgresServer("127.0.0.1", free_port(), user, folder, binaries, run_as)
     try:
         subprocess.run(
             _as_user([str(binaries / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8",
                       "--locale=C", "--no-sync"], run_as),
             check=True, capture_output=True, timeout=120,
         )
-        # fsync off and a small shared memory: a test cluster, thrown away at the end.
-        command = [str(binaries / "postgres"), "-D", str(data), "-k", str(folder), "-p", str(port),
-                   "-h", "127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                   "-c", "full_page_writes=off", "-c", "shared_buffers=32MB"]
-        with open(log, "wb") as handle:
-            process = subprocess.Popen(_as_user(command, run_as), stdout=handle, stderr=subprocess.STDOUT)
-        server = PostgresServer("127.0.0.1", port, user, folder)
-        _wait_ready(binaries, server, process, log)
+        server.start()
         server.create_database(DATABASE)
         yield server
     finally:
-        if process is not None:
-            _stop(binaries, data, run_as, process)
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 

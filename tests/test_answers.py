@@ -1,8 +1,11 @@
-"""Precomputed answers: read by id exactly as they would be computed, never stale."""
+"""Precomputed answers: read by id exactly as they would be computed, never stale; in a SQLite
+store and in a PostgreSQL one alike."""
 
 from __future__ import annotations
 
 import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,24 +20,39 @@ from serving.schemas import ScoreRequest
 from serving.scoring import Champion, load_champions
 
 
-@pytest.fixture(scope="module")
-def precomputed(trained: tuple, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path, dict]:
-    """A copy of the shared world's feature store with every answer precomputed, once for
-    the module (each test copies it again before writing)."""
-    settings = trained[0]
-    path = tmp_path_factory.mktemp("answers") / "feature_store.sqlite"
-    shutil.copy(default_store_path(settings), path)
-    done = precompute_answers(_app(settings, FeatureStore(path), load_champions(settings)))
-    return settings, path, done
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def precomputed(request: pytest.FixtureRequest, trained: tuple,
+                tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, str, dict]:
+    """The shared world's feature store with every answer precomputed, once for the module
+    and backend (each test copies it again before writing): a copy of the SQLite file, or
+    the day materialised into a database of the test run's PostgreSQL server."""
+    settings, data, as_of = trained
+    if request.param == "sqlite":
+        location = str(tmp_path_factory.mktemp("answers") / "feature_store.sqlite")
+        shutil.copy(default_store_path(settings), location)
+        store = FeatureStore(location)
+    else:
+        location = "answers_template"
+        store = FeatureStore(request.getfixturevalue("postgres_server").create_database(location))
+        materialize(data, as_of, settings, store)
+    done = precompute_answers(_app(settings, store, load_champions(settings)))
+    store.close()  # a database copied as a template must have nobody connected
+    return settings, location, done
 
 
 @pytest.fixture()
-def copied(precomputed: tuple, tmp_path: Path) -> tuple[Settings, FeatureStore]:
+def copied(request: pytest.FixtureRequest, precomputed: tuple, tmp_path: Path) -> Iterator[tuple[Settings, FeatureStore]]:
     """The precomputed store, copied for one test to write to."""
-    settings, path, _ = precomputed
-    mine = tmp_path / "feature_store.sqlite"
-    shutil.copy(path, mine)
-    return settings, FeatureStore(mine)
+    settings, location, _ = precomputed
+    if location.endswith(".sqlite"):
+        mine = tmp_path / "feature_store.sqlite"
+        shutil.copy(location, mine)
+        store = FeatureStore(mine)
+    else:
+        server = request.getfixturevalue("postgres_server")
+        store = FeatureStore(server.create_database(f"answers_{uuid.uuid4().hex[:10]}", template=location))
+    yield settings, store
+    store.close()
 
 
 def _app(settings: Settings, store: FeatureStore, champions: dict[str, Champion], precompute: bool = True,
