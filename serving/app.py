@@ -9,17 +9,22 @@ raise :class:`ApiError`, which the service turns into a JSON answer with its sta
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.exc import OperationalError
 
 from features.contact import add_contact_quality
 from features.contract import CRMData
+from features.database import problem
 from features.rows import FeatureRows
 from features.pipeline import build_deal_features, build_features
 from features.privacy import redact
@@ -27,7 +32,7 @@ from features.source_ids import ID_COLUMNS, ids_by_person, source_ids
 from features.validation import text_output
 from radar.config import Settings
 from serving import scoring
-from serving.feature_store import FeatureStore, StoredPeople, UnknownDay
+from serving.feature_store import FeatureStore, StoredPeople, StoreUnavailable, UnknownDay
 from serving.history import ScoreHistory, answer_trends
 from serving.model_store import LoadedModels
 from serving.scoring import ValueBasis
@@ -44,6 +49,7 @@ from serving.schemas import (
 )
 from training.datasets import TARGETS
 
+logger = logging.getLogger(__name__)
 WHY_NOT = {
     "lead_quality": "not an open lead: no lead in the last horizon, or already a customer",
     "purchase_probability": "unknown person",
@@ -55,12 +61,26 @@ WHY_NOT = {
 class ApiError(Exception):
     """A request the API cannot answer, with the HTTP status and the field at fault."""
 
-    def __init__(self, status: int, error: str, field: str | None = None, detail: str | None = None) -> None:
+    def __init__(self, status: int, error: str, field: str | None = None, detail: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(error)
         self.status, self.error, self.field, self.detail = status, error, field, detail
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error, "field": self.field, "detail": self.detail}
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """A store that cannot be read now as a 503 to retry, never a 500: the shared store of
+    ``serving.store_url`` down for a moment, or a SQLite file busy; nothing is wrong with
+    the request. Where the store lives goes to the log, not to the caller."""
+    try:
+        yield
+    except (StoreUnavailable, OperationalError) as err:
+        logger.warning("store unavailable: %s", err if isinstance(err, StoreUnavailable) else problem(err))
+        raise ApiError(503, "the store cannot be read now; try again", headers={"Retry-After": "1"}) from None
 
 
 @dataclass

@@ -303,7 +303,7 @@ def publish_store_drift(store: FeatureStore | None, champions: dict[str, Champio
     """What the server runs once its champions are loaded: drift over the latest
     materialised day, published on /metrics. Never raises: monitoring must not stop
     serving; what went wrong is logged."""
-    from serving.feature_store import UnknownDay
+    from serving.feature_store import StoreUnavailable, UnknownDay
 
     if store is None or not store.exists():
         logger.info("drift metrics: no feature store yet, nothing to compare")
@@ -313,6 +313,9 @@ def publish_store_drift(store: FeatureStore | None, champions: dict[str, Champio
         count = publish_gauges(report)
     except UnknownDay:
         logger.info("drift metrics: no materialised day in the feature store")
+        return None
+    except StoreUnavailable as err:  # a shared store down at start: one line, not a traceback
+        logger.warning("drift metrics not computed: %s", err)
         return None
     except Exception:  # logged: a monitoring failure must not take scoring down
         logger.exception("drift metrics could not be computed")

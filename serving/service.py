@@ -15,18 +15,15 @@ import bentoml
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
 from starlette.responses import JSONResponse
 from starlette.staticfiles import StaticFiles
 
-from features.database import problem
 from radar.config import load_settings
 from serving import health, ui_api
 from serving.answers import refresh_answers
-from serving.app import ApiError, ScoringApp, build_app
+from serving.app import ApiError, ScoringApp, build_app, store_errors
 from serving.find import MAX_QUERY, FindKind, FindResponse, find_answer
 from serving.auth import ApiKeyMiddleware
-from serving.feature_store import StoreUnavailable
 from serving.monitor import publish_store_drift
 from serving.media import JsonBodyMiddleware
 from serving.openapi import OpenApiMiddleware
@@ -113,16 +110,10 @@ class Radar:
         if not self.__is_ready__():
             return JSONResponse({"error": "models are not loaded yet", "field": None, "detail": None}, 503)
         try:
-            return call(self.app)  # type: ignore[arg-type]
+            with store_errors():
+                return call(self.app)  # type: ignore[arg-type]
         except ApiError as err:
-            return JSONResponse(err.body(), status_code=err.status)
-        except (StoreUnavailable, OperationalError) as err:
-            # The shared store (serving.store_url) down for a moment, or a SQLite file busy:
-            # nothing is wrong with the request, so 503 and a retry, never a 500. Where the
-            # store lives is for the log, not for the caller.
-            logger.warning("store unavailable: %s", err if isinstance(err, StoreUnavailable) else problem(err))
-            busy = ApiError(503, "the store cannot be read now; try again")
-            return JSONResponse(busy.body(), status_code=503, headers={"Retry-After": "1"})
+            return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /) -> PersonScores:

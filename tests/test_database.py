@@ -277,3 +277,42 @@ def test_the_score_history_in_postgresql_gives_the_trend_and_the_series(trained,
     with engine_for(url).connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM score_history").scalar() == 2 * len(people)
     history.engine.dispose()
+
+
+def test_a_shared_store_that_cannot_be_reached_degrades_the_server_and_answers_503(trained, crm_history) -> None:
+    """The server starts with serving.store_url down (nothing listens on the port): ready,
+    degraded and saying why; what reads the store answers 503 with a retry (never a 500, and
+    never naming the database); what only fills caches at start logs and goes on."""
+    from servers import free_port
+
+    from serving.answers import refresh_answers
+    from serving.app import ApiError, build_app, store_errors
+    from serving.find import find_answer
+    from serving.health import at_start
+    from serving.monitor import publish_store_drift
+    from serving.schemas import PersonHistory
+    from serving.ui_api import views_day
+
+    shared, data, as_of = trained
+    closed = f"postgresql://radar@127.0.0.1:{free_port()}/radar_store"
+    settings = shared.model_copy(update={"serving": shared.serving.model_copy(update={"store_url": closed})})
+    app = build_app(settings, "mlflow")
+    health = at_start(app)
+    assert health.status == "degraded" and app.store is not None  # kept: it may be back in a moment
+    assert [p for p in health.problems if "cannot be reached" in p and closed in p], health.problems
+    person = str(data.leads["person_id"].iloc[0])
+    lead = str(data.leads["lead_id"].iloc[0])
+    asked = [lambda: app.score(ScoreRequest(person_id=person)),
+             lambda: app.score(ScoreRequest(lead_id=lead)),
+             lambda: app.score(ScoreRequest(person_id=person, as_of=as_of.to_pydatetime(),
+                                            history=PersonHistory.model_validate(crm_history(person)))),
+             lambda: app.score_history(person),
+             lambda: find_answer(None, app.store, lead, None, settings)]
+    for call in asked:
+        with pytest.raises(ApiError) as caught, store_errors():
+            call()
+        assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "1"}
+        assert "127.0.0.1" not in caught.value.error and caught.value.detail is None
+    assert refresh_answers(app) == {}
+    assert publish_store_drift(app.store, app.models.champions, settings) is None
+    assert views_day(settings, data) == as_of  # the data's own last day until the store is back
