@@ -229,18 +229,19 @@ class ScoringApp:
         """Every target's answers with their trends, as JSON-ready records grouped by person
         id; a target in ``stored`` (precomputed answers) is read from there, without its
         reasons when none are asked for, instead of computed."""
-        by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        records: list[dict[str, Any]] = []
         for target in targets:
             applies = eligible.get(target)
             if target not in self.models.champions or applies is None or not applies.any():
                 continue
             if stored and target in stored:
-                records = [_cut(r, top_k) for pid in rows.ids[applies] for r in stored[target][pid]]
+                records += [_cut(r, top_k) for pid in rows.ids[applies] for r in stored[target][pid]]
             else:
-                records = self.target_records(target, rows, applies, as_of, top_k, basis, deals)
-            min_change = self.settings.scoring.trend_min_change
-            for record in answer_trends(self.history, records, target, as_of.date(), min_change):
-                by_person[record.pop("person_id")].append(record)
+                records += self.target_records(target, rows, applies, as_of, top_k, basis, deals)
+        # Every target's trend in one read of the history (a round trip each to a shared store).
+        by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for record in answer_trends(self.history, records, as_of.date(), self.settings.scoring.trend_min_change):
+            by_person[record.pop("person_id")].append(record)
         return by_person
 
     def target_records(self, target: str, rows: FeatureRows, applies: np.ndarray, as_of: pd.Timestamp, top_k: int,

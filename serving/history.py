@@ -124,17 +124,19 @@ class ScoreHistory:
         merged = wanted.merge(found, on=list(KEY_COLUMNS), how="left")
         return pd.Series(merged["score"].to_numpy(dtype=float), index=keys.index, name="previous_score")
 
-    def previous_of(self, people: list[str], target: str, deals: list[str], day: date) -> list[int | None]:
-        """The latest score before ``day`` of each (person, deal) of one target, in order;
-        None where none was recorded. :meth:`previous` for the few rows of an API call."""
-        latest: dict[tuple[str, str], tuple[date, int]] = {}
+    def previous_of(self, keys: list[tuple[str, str, str]], day: date) -> list[int | None]:
+        """The latest score before ``day`` of each (person, target, deal), in order; None
+        where none was recorded. :meth:`previous` for the few rows of an API call, every
+        target in one query."""
+        latest: dict[tuple[str, str, str], tuple[date, int]] = {}
         with self._db().connect() as conn:
-            found = conn.execute(_PREVIOUS_OF, {"target": target, "day": day, "people": sorted(set(people))})
-            for person, deal, when, score in found:
-                key = (person, deal)
+            found = conn.execute(_PREVIOUS_OF, {"targets": sorted({k[1] for k in keys}), "day": day,
+                                                "people": sorted({k[0] for k in keys})})
+            for person, target, deal, when, score in found:
+                key = (person, target, deal)
                 if key not in latest or when > latest[key][0]:
                     latest[key] = (when, int(score))
-        return [latest[(p, d)][1] if (p, d) in latest else None for p, d in zip(people, deals)]
+        return [latest[k][1] if k in latest else None for k in keys]
 
     def series(self, person_ids: Iterable[str], target: str | None = None) -> pd.DataFrame:
         """Every recorded point of these people (optionally one target), oldest first."""
@@ -158,8 +160,8 @@ class ScoreHistory:
 
 #: :meth:`ScoreHistory.previous_of`'s query, built once: building it per API call cost more
 #: than running it.
-_PREVIOUS_OF = sa.select(POINTS.c.person_id, POINTS.c.deal_id, POINTS.c.day, POINTS.c.score).where(
-    POINTS.c.target == sa.bindparam("target"), POINTS.c.day < sa.bindparam("day"),
+_PREVIOUS_OF = sa.select(POINTS.c.person_id, POINTS.c.target, POINTS.c.deal_id, POINTS.c.day, POINTS.c.score).where(
+    POINTS.c.target.in_(sa.bindparam("targets", expanding=True)), POINTS.c.day < sa.bindparam("day"),
     POINTS.c.person_id.in_(sa.bindparam("people", expanding=True)))
 
 
@@ -210,17 +212,17 @@ def record_scores(scores: pd.DataFrame, day: date, settings: Settings, key: str 
     return scores.assign(**{c: annotated[c] for c in TREND_COLUMNS})
 
 
-def answer_trends(history: ScoreHistory | None, records: list[dict[str, Any]], target: str, day: date,
+def answer_trends(history: ScoreHistory | None, records: list[dict[str, Any]], day: date,
                   min_change: float) -> list[dict[str, Any]]:
-    """One target's API answer records with ``previous_score``, ``score_change`` and
+    """API answer records (of any targets) with ``previous_score``, ``score_change`` and
     ``trend`` set; unchanged when there is no history store. The same figures as
     :meth:`ScoreHistory.annotate`, read with one small query and no frames: an API call
     scores a person or a few, and building frames cost more than the scoring."""
     if history is None or not records:
         return records
-    people = [str(r["person_id"]) for r in records]
-    deals = [str(r.get("deal_id") or "") if target == "time_to_close" else "" for r in records]
-    previous = history.previous_of(people, target, deals, day)
+    keys = [(str(r["person_id"]), str(r["target"]),
+             str(r.get("deal_id") or "") if r["target"] == "time_to_close" else "") for r in records]
+    previous = history.previous_of(keys, day)
     for record, before in zip(records, previous):
         change = None if before is None else int(record["score"]) - before
         record.update(previous_score=before, score_change=change, trend=_trend(change, min_change))
