@@ -131,3 +131,17 @@ def test_a_rematerialised_day_drops_its_answers(copied, trained) -> None:
     person = _people(store)[3]
     fresh = _app(settings, store, champions, precompute=False).score(ScoreRequest(person_id=person))
     assert app.score(ScoreRequest(person_id=person)).model_dump_json() == fresh.model_dump_json()
+
+
+def test_by_history_the_population_figures_are_read_from_either_store(copied, trained, crm_history) -> None:
+    """A history sent in the request is scored against the store's latest population (its
+    expected values): the same answer whether the store is the SQLite file or PostgreSQL."""
+    settings, store = copied
+    _, data, as_of = trained
+    champions = load_champions(settings)
+    person = _people(store)[5]
+    request = ScoreRequest(person_id=person, as_of=as_of.to_pydatetime(), history=crm_history(person))
+    here = _app(settings, store, champions).score(request)
+    assert [s.expected_value for s in here.scores if s.expected_value is not None]
+    reference = _app(settings, FeatureStore(default_store_path(settings)), champions).score(request)
+    assert here.model_dump_json() == reference.model_dump_json()
