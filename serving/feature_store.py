@@ -314,10 +314,12 @@ class FeatureStore:
         return date.fromisoformat(day), table, json.loads(text_columns), json.loads(population)
 
     def read_day(self, as_of: date | None = None) -> StoredRows:
-        """Everyone stored for ``as_of`` (default: the latest day): the population drift
-        monitoring compares with each champion's training profile."""
+        """Everyone stored for ``as_of`` (default: the latest day), in no given order: the
+        population drift monitoring compares with each champion's training profile."""
         day, table, text_columns, population = self._snapshot(as_of)
-        columns, records = self._db.read(f'SELECT * FROM "{table}" ORDER BY {self._db.row_order}')
+        # In no particular order: what it is read for compares populations, and ordering a
+        # whole day would make PostgreSQL sort all of it.
+        columns, records = self._db.read(f'SELECT * FROM "{table}"')
         features, eligible = _loaded(columns, records, text_columns)
         return StoredRows(day, features, eligible, population, [])
 
