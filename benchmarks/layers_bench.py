@@ -153,10 +153,11 @@ class _Lifespan:
             await self.task
 
 
-async def _request(app: Callable, body: bytes, headers: list[tuple[bytes, bytes]]) -> int:
-    """One ``POST /score`` through the ASGI app; returns the status."""
+async def _request(app: Callable, body: bytes, headers: list[tuple[bytes, bytes]], method: str = "POST",
+                   path: str = "/score") -> int:
+    """One request through the ASGI app (default ``POST /score``); returns the status."""
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": "/score", "raw_path": b"/score", "query_string": b"",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
              "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 3000),
              "state": {}}
     sent = False
@@ -227,21 +228,7 @@ async def _wait_ready(app: Callable, timeout: float = 300.0) -> None:
     """Until the service instance has loaded its champions (``/readyz`` says 200)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                 "scheme": "http", "path": "/readyz", "raw_path": b"/readyz", "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"127.0.0.1:3000")], "client": ("127.0.0.1", 50000),
-                 "server": ("127.0.0.1", 3000), "state": {}}
-        status = 0
-
-        async def receive() -> dict:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await app(scope, receive, send)
+        status = await _request(app, b"", [(b"host", b"127.0.0.1:3000")], method="GET", path="/readyz")
         if status == 200:
             return
         await asyncio.sleep(0.5)
