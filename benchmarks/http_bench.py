@@ -425,14 +425,13 @@ def stored_people(prepared: Prepared) -> list[str]:
     return [str(p) for p in np.random.default_rng(0).permutation(np.asarray(people, dtype=object))]
 
 
-def bench_both(prepared: Prepared, cases: Sequence[str], clients: Sequence[int], duration: float, rounds: int,
-               max_requests: int, work: Path) -> list[LoadResult]:
-    """Radar and the reference service up side by side, measured in alternating rounds."""
+def radar_environment(prepared: Prepared, work: Path) -> tuple[dict[str, str], str]:
+    """The scoring server's settings over the prepared world, and a new API key for them."""
     from serving.auth import create_key
 
     keys_file = work / "api_keys.txt"
     key = create_key(keys_file)
-    radar_env = {
+    env = {
         "RADAR_WORK_DIR": str(prepared.work_dir.resolve()),
         "RADAR_MLFLOW_TRACKING_URI": prepared.tracking_uri,
         "RADAR_SERVING__API_KEYS_FILE": str(keys_file),
@@ -440,6 +439,13 @@ def bench_both(prepared: Prepared, cases: Sequence[str], clients: Sequence[int],
         # One key sends every request: the per-key limit would measure itself.
         "RADAR_SERVING__RATE_LIMIT_PER_SECOND": "0",
     }
+    return env, key
+
+
+def bench_both(prepared: Prepared, cases: Sequence[str], clients: Sequence[int], duration: float, rounds: int,
+               max_requests: int, work: Path) -> list[LoadResult]:
+    """Radar and the reference service up side by side, measured in alternating rounds."""
+    radar_env, key = radar_environment(prepared, work)
     reference_env = {"RADAR_REFERENCE_MODEL": str(prepared.reference_model.resolve()),
                      "BENTOML_HOME": str(work / "bentoml")}
     people = stored_people(prepared)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.command import bench_parser, command_line, header, publish, stamp
-from benchmarks.http_bench import ONE_TARGET, TOP_K, Prepared, prepare
+from benchmarks.http_bench import ONE_TARGET, TOP_K, Prepared, prepare, radar_environment
 
 #: The variants: a name and the middleware classes it leaves out ("*" = all of them).
 VARIANTS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -59,22 +59,13 @@ class Layer:
 
 
 def _environment(prepared: Prepared, work: Path) -> str:
-    """The server's settings, as ``benchmarks.http_bench`` gives them; returns the API key."""
-    from serving.auth import create_key
-
-    keys_file = work / "api_keys.txt"
-    key = create_key(keys_file)
-    os.environ.update({
-        "RADAR_WORK_DIR": str(prepared.work_dir.resolve()),
-        "RADAR_MLFLOW_TRACKING_URI": prepared.tracking_uri,
-        "RADAR_SERVING__API_KEYS_FILE": str(keys_file),
-        "BENTOML_HOME": str(work / "bentoml"),
-        "RADAR_SERVING__RATE_LIMIT_PER_SECOND": "0",
-        # BentoML's default, so that the tracing middleware's cost is measured like the
-        # others; Radar serves with it off (serving.trace_requests), i.e. the stack "without
-        # OpenTelemetry".
-        "RADAR_SERVING__TRACE_REQUESTS": "true",
-    })
+    """The server's settings, as ``benchmarks.http_bench`` gives them, in this process's
+    environment; returns the API key."""
+    env, key = radar_environment(prepared, work)
+    # BentoML's default, so that the tracing middleware's cost is measured like the
+    # others; Radar serves with it off (serving.trace_requests), i.e. the stack "without
+    # OpenTelemetry".
+    os.environ.update(env | {"RADAR_SERVING__TRACE_REQUESTS": "true"})
     return key
 
 

@@ -74,12 +74,12 @@ class ScoreHistory:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # PostgreSQL through psycopg 3, as for database sources (features.database).
         address = database_url(url)
-        wait = {"connect_timeout": connect_timeout} if connect_timeout and address.get_backend_name() == "postgresql" else {}
+        postgres = address.get_backend_name() == "postgresql"
+        wait = {"connect_timeout": connect_timeout} if connect_timeout and postgres else {}
         self.engine = sa.create_engine(address, pool_pre_ping=True, connect_args=wait)
         # PostgreSQL reads in autocommit: no BEGIN before the query nor ROLLBACK after it, two
         # round trips of four saved a read (same pool). SQLite's file reads gain nothing, and
         # switching its connection's mode back and forth costs more than the read.
-        postgres = address.get_backend_name() == "postgresql"
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else self.engine
         self._table_made = False
 
