@@ -77,29 +77,59 @@ def cases() -> list[Case]:
 # --- Fingerprints ----------------------------------------------------------------------------
 
 
-def _value(v: object) -> object:
-    """A JSON-able stand-in for one cell (missing → None; numbers as their repr)."""
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT or v is pd.NA:
-        return None
-    if isinstance(v, (str, bool, int)):
-        return v
-    if isinstance(v, (float, np.floating)):
-        return repr(float(v))
-    if isinstance(v, (np.integer, np.bool_)):
-        return v.item()
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    return repr(v)
+def _python_digest(values: pd.Series) -> str:
+    """sha256 of a column of mixed Python values (missing → None, numbers as their repr)."""
+
+    def cell(v: object) -> object:
+        if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            return None
+        if isinstance(v, (str, bool, int)):
+            return v
+        if isinstance(v, (float, np.floating)):
+            return repr(float(v))
+        if isinstance(v, (np.integer, np.bool_)):
+            return v.item()
+        return repr(v)
+
+    text = json.dumps([cell(v) for v in values.astype(object)], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def column_digest(values: pd.Series) -> str:
-    """sha256 of a column's values in order, independent of pandas' own hashing."""
+    """sha256 of a column's values in order, independent of pandas' own hashing: text as
+    each value's length (-1: missing) and its UTF-8 bytes, numbers and times as their 64-bit
+    values (one NaN, NaT as the smallest integer). Vectorised: the 1 M world has 25 M rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    digest = hashlib.sha256()
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        cells = [None if pd.isna(v) else v.isoformat() for v in values]
+        digest.update(b"datetime" + str(values.dtype).encode())
+        digest.update(values.to_numpy().view(np.int64).tobytes())
+    elif pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=np.float64)
+        digest.update(b"float" + np.where(np.isnan(numbers), np.nan, numbers).tobytes())
+    elif pd.api.types.is_integer_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+        digest.update(b"int" + values.to_numpy(dtype=np.int64).tobytes())
     else:
-        cells = [_value(v) for v in values.astype(object)]
-    text = json.dumps(cells, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        try:
+            text = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return _python_digest(values)
+        if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)):
+            return _python_digest(values)
+        text = text.cast(pa.large_string())
+        if isinstance(text, pa.ChunkedArray):
+            text = text.combine_chunks()
+        lengths = pc.binary_length(text).to_numpy(zero_copy_only=False)
+        lengths = np.where(pd.isna(lengths), -1, lengths).astype(np.int64)
+        filled = pc.fill_null(text, "")
+        offsets = np.frombuffer(filled.buffers()[1], dtype=np.int64)[filled.offset:filled.offset + len(filled) + 1]
+        data = filled.buffers()[2]
+        digest.update(b"text" + lengths.tobytes())
+        if data is not None and len(offsets):
+            digest.update(memoryview(data)[offsets[0]:offsets[-1]])
+    return digest.hexdigest()
 
 
 def frame_print(frame: pd.DataFrame) -> dict[str, object]:

@@ -55,3 +55,18 @@ def test_a_changed_value_is_caught(tmp_path: Path) -> None:
     leads.loc[leads.index[0], "email"] = "someone.else@example.org"
     got = fingerprint(result)
     assert _differences(got, PINNED[cases()[0].name]) == ["tables.leads: column email: values differ"]
+
+
+def test_digests_tell_apart_what_a_frame_could_confuse() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from ingest_pins import column_digest
+
+    text = [["ab", "c"], ["a", "bc"], ["ab", None], ["ab", ""], ["c", "ab"]]
+    assert len({column_digest(pd.Series(v, dtype="str")) for v in text}) == len(text)
+    assert column_digest(pd.Series(["ab", None], dtype=object)) == column_digest(pd.Series(["ab", None], dtype="str"))
+    numbers = [[1.0, np.nan], [1.0, 0.0], [np.nan, 1.0]]
+    assert len({column_digest(pd.Series(v)) for v in numbers}) == len(numbers)
+    times = pd.Series(pd.to_datetime(["2024-01-01", None]))
+    assert column_digest(times) != column_digest(times.fillna(pd.Timestamp("2024-01-01")))
