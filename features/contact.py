@@ -28,7 +28,15 @@ import pandas as pd
 import phonenumbers
 
 from features.contract import LEAD_CONTACT_COLUMNS
-from features.identity import COUNTRY_COLUMNS, normalise_emails, normalise_phones, region_of
+from features.identity import (
+    COUNTRY_COLUMNS,
+    UNKNOWN_TYPE,
+    PhoneParses,
+    normalise_emails,
+    normalise_phones,
+    parse_phone,
+    region_of,
+)
 from features.mapping import normalise_label
 from features.privacy import PERSONAL_COLUMNS
 from features.validation import text_output
@@ -89,26 +97,23 @@ def email_kinds(emails: pd.Series) -> pd.Series:
     return out.mask(invalid.to_numpy(dtype=bool), "invalid")
 
 
+def _kind_name(kind: int) -> str:
+    return "invalid" if kind == UNKNOWN_TYPE else _PHONE_TYPES.get(kind, "other")
+
+
 @lru_cache(maxsize=1_000_000)
 def _e164_kind(number: str) -> str:
-    try:
-        parsed = phonenumbers.parse(number, None)
-    except phonenumbers.NumberParseException:
-        return "invalid"
-    # A number phonenumbers cannot type is one it does not hold valid (is_valid_number is
-    # exactly "the type is not UNKNOWN" for the number's region): one check, not two.
-    kind = phonenumbers.number_type(parsed)
-    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
-        return "invalid"
-    return _PHONE_TYPES.get(kind, "other")
+    return _kind_name(parse_phone(number, "")[1])
 
 
-def phone_kinds(phones: pd.Series, regions: pd.Series | str | None = None) -> pd.Series:
+def phone_kinds(phones: pd.Series, regions: pd.Series | str | None = None,
+                parses: PhoneParses | None = None) -> pd.Series:
     """Per row, the kind of its phone (see the module doc); missing where there is none.
 
     Without ``regions`` the phones are as identity linking returns them: E.164 where valid,
     anything else invalid (linking already tried the row's region). With ``regions`` (a
     region per row, or one for all) raw numbers are normalised first, as linking would.
+    ``parses``: the numbers linking parsed (a number written in E.164 is not parsed again).
     """
     present = phones.notna() & (phones.astype(object).astype(str).str.strip() != "")
     if regions is not None:
@@ -116,7 +121,10 @@ def phone_kinds(phones: pd.Series, regions: pd.Series | str | None = None) -> pd
     else:
         normal = phones.astype(object).where(phones.astype(object).astype(str).str.startswith("+", na=False))
     codes, uniques = pd.factorize(normal, use_na_sentinel=True)
-    kinds = np.asarray([_e164_kind(str(u)) for u in uniques], dtype=object)
+    if parses is None:
+        kinds = np.asarray([_e164_kind(str(u)) for u in uniques], dtype=object)
+    else:
+        kinds = np.asarray([_kind_name(parses.parse(str(u), "")[1]) for u in uniques], dtype=object)
     picked = kinds[np.maximum(codes, 0)] if len(kinds) else np.full(len(codes), np.nan, dtype=object)
     out = np.where(codes >= 0, picked, "invalid")
     return pd.Series(np.where(present.to_numpy(dtype=bool), out, np.nan), index=phones.index, dtype=object)
@@ -139,13 +147,14 @@ def has_name(leads: pd.DataFrame) -> pd.Series | None:
     return pd.Series(named.astype(np.float64), index=leads.index)
 
 
-def add_contact_quality(leads: pd.DataFrame, default_region: str | None = None) -> pd.DataFrame:
+def add_contact_quality(leads: pd.DataFrame, default_region: str | None = None,
+                        parses: PhoneParses | None = None) -> pd.DataFrame:
     """``leads`` with ``email_kind``, ``phone_kind`` and (given a name column) ``has_name``.
 
     ``default_region`` None: phones are already identity-normalised (E.164 where valid).
     A region code (``"GB"``): phones are raw, read in the row's country (a ``country``
     column) or else that region. A table without an e-mail or phone column gets no column
-    for it: the kind is unknown, not "none given".
+    for it: the kind is unknown, not "none given". ``parses``: the numbers linking parsed.
     """
     added: dict[str, pd.Series] = {}
     if "email" in leads.columns:
@@ -155,7 +164,7 @@ def add_contact_quality(leads: pd.DataFrame, default_region: str | None = None) 
         if default_region is not None:
             country = next((leads[c] for c in leads.columns if normalise_label(str(c)) in COUNTRY_COLUMNS), None)
             regions = region_of(country, default_region.upper(), leads.index)
-        added[PHONE_KIND] = text_output(phone_kinds(leads["phone"], regions))
+        added[PHONE_KIND] = text_output(phone_kinds(leads["phone"], regions, parses))
     named = has_name(leads)
     if named is not None:
         added[HAS_NAME] = named

@@ -93,15 +93,52 @@ def region_of(country: pd.Series | None, default_region: str, index: pd.Index) -
     return code.where(known, default_region).astype(object)
 
 
-@lru_cache(maxsize=1_000_000)
-def _e164(raw: str, region: str) -> str | None:
+#: phonenumbers' type of a number it does not hold valid.
+UNKNOWN_TYPE: int = phonenumbers.PhoneNumberType.UNKNOWN
+# Numbers from many regions use more metadata patterns than the re module's own cache holds;
+# without this phonenumbers keeps compiling them again (older versions lack it: only slower).
+if hasattr(phonenumbers, "enable_pattern_cache"):
+    phonenumbers.enable_pattern_cache()
+
+
+def parse_phone(raw: str, region: str) -> tuple[str | None, int]:
+    """A written number's E.164 form (None where invalid) and its phonenumbers type.
+
+    One parse and one type lookup give both: phonenumbers' ``is_valid_number`` is exactly
+    "the type is not UNKNOWN" (both match the number against its own region's metadata).
+    ``region`` "" reads only numbers written with their country code.
+    """
     try:
         number = phonenumbers.parse(raw, region or None)
     except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return None, UNKNOWN_TYPE
+    kind = phonenumbers.number_type(number)
+    if kind == UNKNOWN_TYPE:
+        return None, UNKNOWN_TYPE
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), kind
+
+
+@lru_cache(maxsize=1_000_000)
+def _e164(raw: str, region: str) -> str | None:
+    return parse_phone(raw, region)[0]
+
+
+class PhoneParses:
+    """The numbers one load has parsed with their country code (region ""), kept so that
+    the contact kinds (:func:`features.contact.phone_kinds`), which read each linked E.164
+    number that way, do not parse again a number that was already written in E.164."""
+
+    def __init__(self) -> None:
+        self._international: dict[str, tuple[str | None, int]] = {}
+
+    def parse(self, raw: str, region: str) -> tuple[str | None, int]:
+        if region:
+            # National forms are never asked for again: not worth their memory.
+            return parse_phone(raw, region)
+        found = self._international.get(raw)
+        if found is None:
+            found = self._international[raw] = parse_phone(raw, "")
+        return found
 
 
 def _phone_key(raw: pd.Series) -> pd.Series:
@@ -218,7 +255,8 @@ def _region_codes(frame: pd.DataFrame, default_region: str) -> tuple[np.ndarray,
     return row.astype(np.int64), np.asarray(region_names, dtype=object)
 
 
-def _phone_column(values: pd.Series, region_codes: np.ndarray, region_names: np.ndarray) -> _Column:
+def _phone_column(values: pd.Series, region_codes: np.ndarray, region_names: np.ndarray,
+                  parses: PhoneParses) -> _Column:
     """Entries are distinct (number, region) pairs; a "+" number ignores the region."""
     codes, uniques = _ordered_codes(values)
     raw = _phone_key(pd.Series(uniques, dtype=object))
@@ -232,7 +270,7 @@ def _phone_column(values: pd.Series, region_codes: np.ndarray, region_names: np.
     pair_codes, pair_values = _ordered_codes(pd.Series(pair[present], dtype=np.int64))
     number, region = pair_values.astype(np.int64) // n_regions, pair_values.astype(np.int64) % n_regions - 1
     raw_list = raw.to_numpy(dtype=object)
-    forms = np.asarray([_e164(raw_list[n], region_names[r] if r >= 0 else "") for n, r in zip(number, region)],
+    forms = np.asarray([parses.parse(raw_list[n], region_names[r] if r >= 0 else "")[0] for n, r in zip(number, region)],
                        dtype=object)
     out = np.full(len(codes), -1, dtype=np.int64)
     out[present] = pair_codes
@@ -436,12 +474,14 @@ def _shared_report(shared: dict[str, np.ndarray], uniques: dict[str, pd.Index], 
 
 
 def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
-          default_region: str | None = None) -> tuple[dict[str, pd.DataFrame], IdentityReport]:
+          default_region: str | None = None,
+          parses: PhoneParses | None = None) -> tuple[dict[str, pd.DataFrame], IdentityReport]:
     """Add ``person_id`` to every person table; e-mails and phones come back normalised.
 
     E-mails become trimmed lower case and phones E.164 where valid; invalid values stay as
     written (nothing is lost) but link nothing. Inputs are not modified. ``person_id``,
-    ``email`` and ``phone`` come back as contract text.
+    ``email`` and ``phone`` come back as contract text. ``parses`` keeps the numbers parsed
+    here for a later reader of the same load (the contact kinds).
     """
     present = [n for n in PERSON_TABLES if n in tables]
     if not present or sum(len(tables[n]) for n in present) == 0:
@@ -449,13 +489,14 @@ def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
         empty = {n: tables[n].assign(person_id=pd.Series(dtype=object, index=tables[n].index)) for n in present}
         return dict(tables) | empty, IdentityReport()
     region = (default_region or config.default_phone_region).upper()
+    parses = parses if parses is not None else PhoneParses()
     columns: dict[str, list[_Column]] = {kind: [] for kind in KEY_KINDS}
     for name in present:
         frame = tables[name]
         columns["lead_id"].append(_id_column(_raw_column(frame, "lead_id")))
         columns["customer_id"].append(_id_column(_raw_column(frame, "customer_id")))
         columns["email"].append(_email_column(_raw_column(frame, "email")))
-        columns["phone"].append(_phone_column(_raw_column(frame, "phone"), *_region_codes(frame, region)))
+        columns["phone"].append(_phone_column(_raw_column(frame, "phone"), *_region_codes(frame, region), parses))
     keys = _stack_codes(columns)
     component, component_person, report = link(keys, config)
     report.invalid_emails = int((keys.bad["email"] >= 0).sum())

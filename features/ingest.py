@@ -20,7 +20,7 @@ from features.contact import add_contact_quality
 from features.contract import TABLES, CRMData
 from features.database import display_url, is_database_url
 from features.errors import RadarInputError
-from features.identity import PERSON_TABLES, IdentityReport, unify
+from features.identity import PERSON_TABLES, IdentityReport, PhoneParses, unify
 from features.io import READABLE_SUFFIXES, RawTable, read_table
 from features.mapping import Mapping, load_mapping
 from features.privacy import hash_form, pseudonymise
@@ -251,11 +251,13 @@ def load_crm(
     _notify(progress, "Linking identities", 0.75)
     tables = {name: table.data for name, table in validated.items()}
     region = mapping.default_phone_region or settings.identity.default_phone_region
-    tables, identity = unify(tables, settings.identity, region)
+    parses = PhoneParses()
+    tables, identity = unify(tables, settings.identity, region, parses)
     tables = _to_text(tables)
     if "leads" in tables:
         # From the linked e-mails and phones (E.164 where valid), before any is hashed.
-        tables["leads"] = add_contact_quality(tables["leads"])
+        tables["leads"] = add_contact_quality(tables["leads"], parses=parses)
+    del parses  # the numbers parsed with their country code: not needed past the contact kinds
     tables = _hash_columns(tables, mapping, secret)
     parts = [t.rejects for t in validated.values() if not t.rejects.empty]
     rejects = pd.concat(parts, ignore_index=True) if parts else empty_rejects()
