@@ -194,15 +194,91 @@ def _plausible(parsed: pd.Series) -> pd.Series:
     return parsed.where(keep, pd.NaT).astype("datetime64[ns, UTC]")
 
 
+#: Date shapes read without pandas, each with the strptime format that reads it: pandas'
+#: ISO 8601 parser reads them to the same moment (naive = UTC). Each is checked against its
+#: own digits, so a date that does not exist (30 February, 23:59:60) goes to the full parser.
+_ISO_SHAPES: tuple[tuple[str, str, int], ...] = (
+    (r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$", "%Y-%m-%dT%H:%M:%S", 6),
+    (r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", "%Y-%m-%d %H:%M:%S", 6),
+    (r"^\d{4}-\d{2}-\d{2}$", "%Y-%m-%d", 3),
+)
+#: (first character, length, pyarrow field function) of each part of those shapes, in order
+#: (a shape's third item says how many it has).
+_ISO_FIELDS: tuple[tuple[int, int, str], ...] = (
+    (0, 4, "year"), (5, 2, "month"), (8, 2, "day"), (11, 2, "hour"), (14, 2, "minute"), (17, 2, "second"),
+)
+
+
+def _arrow_text(values: pd.Series):
+    """The column as a pyarrow string array (no copy when it is Arrow-backed already)."""
+    import pyarrow as pa
+
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        return pa.array(values.array)
+    return pa.array(values.astype(object), type=pa.large_string(), from_pandas=True)
+
+
+def _plain_iso(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dates written in one of ``_ISO_SHAPES`` with a real date and a plausible year, as
+    naive datetime64[ns] (NaT elsewhere), and which values those were.
+
+    A timestamp column is nearly all distinct values: Arrow reads these millions of strings
+    in C++, where pandas' parser would hold each as a Python string first.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = _arrow_text(values)
+    out = np.full(len(values), np.datetime64("NaT", "ns"))
+    done = np.zeros(len(values), dtype=bool)
+    rows = np.arange(len(values))
+    for pattern, fmt, n_fields in _ISO_SHAPES:
+        shaped = pc.fill_null(pc.match_substring_regex(text, pattern), False)
+        written, at = pc.filter(text, shaped), rows[shaped.to_numpy(zero_copy_only=False)]
+        if not len(at):
+            continue
+        # Seconds: any four-digit year fits, so no year overflows before the check below.
+        parsed = pc.strptime(written, format=fmt, unit="s", error_is_null=True)
+        ok = pc.is_valid(parsed)
+        for start, length, part in _ISO_FIELDS[:n_fields]:
+            digits = pc.cast(pc.utf8_slice_codeunits(written, start, start + length), pa.int64())
+            ok = pc.and_(ok, pc.fill_null(pc.equal(getattr(pc, part)(parsed), digits), False))
+        year = pc.year(parsed)
+        ok = pc.and_(ok, pc.fill_null(pc.and_(pc.greater_equal(year, PLAUSIBLE_YEARS[0]),
+                                              pc.less_equal(year, PLAUSIBLE_YEARS[1])), False))
+        ok = ok.to_numpy(zero_copy_only=False)
+        seconds = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy(zero_copy_only=False)
+        out[at[ok]] = seconds[ok].astype("datetime64[s]").astype("datetime64[ns]")
+        done[at[ok]] = True
+        # The next shapes only look at what this one did not read.
+        rest = ~done[rows]
+        text, rows = pc.filter(text, pa.array(rest)), rows[rest]
+    return out, done
+
+
 def parse_datetimes(values: pd.Series, formats: list[str], dayfirst: bool) -> tuple[pd.Series, pd.Series]:
     """Parse text dates: given formats, then ISO 8601, epoch seconds, free-form.
 
     Returns tz-naive UTC datetime64[ns] and a mask of present values that did not parse.
-    Each distinct string is parsed once.
+    Plain ISO dates are read in Arrow (when no formats are given, which would come first);
+    each distinct other string is parsed once.
     """
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         parsed = values if values.dt.tz is None else values.dt.tz_convert("UTC").dt.tz_localize(None)
         return parsed.astype("datetime64[ns]"), pd.Series(False, index=values.index)
+    if formats or len(values) == 0:
+        return _parse_by_distinct(values, formats, dayfirst)
+    out, done = _plain_iso(values)
+    failed = np.zeros(len(values), dtype=bool)
+    rest = np.flatnonzero(~done & values.notna().to_numpy(dtype=bool))
+    if len(rest):
+        parsed, not_parsed = _parse_by_distinct(values.iloc[rest], formats, dayfirst)
+        out[rest] = parsed.to_numpy()
+        failed[rest] = not_parsed.to_numpy()
+    return pd.Series(out, index=values.index), pd.Series(failed, index=values.index)
+
+
+def _parse_by_distinct(values: pd.Series, formats: list[str], dayfirst: bool) -> tuple[pd.Series, pd.Series]:
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     # Timestamps are nearly all distinct: parse them a slice at a time, so that only one
     # slice is ever held as Python strings (the whole column was ~0.7 GB per 2 M rows).

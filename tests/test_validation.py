@@ -36,6 +36,30 @@ def test_dates_mixed_formats_offsets_and_words() -> None:
     assert failed.tolist() == [False] * 5 + [True] * 4 + [False]
 
 
+#: Strings on the edge of the plain ISO shapes that Arrow reads without pandas.
+ISO_EDGES = ["2024-03-01T10:00:00", "2024-03-01 10:00:00", "2024-03-01", "2024-02-29", "2023-02-29",
+             "2025-02-30T10:00:00", "2024-13-01", "2024-00-10", "2024-01-00", "2024-01-01T24:00:00",
+             "2024-01-01T23:59:60", "2024-01-01T10:60:00", "1949-12-31T23:59:59", "1950-01-01T00:00:00",
+             "2100-12-31T23:59:59", "2101-01-01", "0099-01-01T00:00:00", "2024-1-01T10:00:00",
+             "2024-01-01T10:00:00.5", "2024-01-01T10:00:00Z", "2024-01-01T10:00:00xyz", "n/a", None]
+
+
+@pytest.mark.parametrize("dtype", ["str", object])
+def test_plain_iso_dates_read_as_the_full_parser_reads_them(dtype: object) -> None:
+    from features.validation import _parse_by_distinct
+
+    values = pd.Series(ISO_EDGES, dtype=dtype)
+    parsed, failed = parse_datetimes(values, [], dayfirst=False)
+    full, full_failed = _parse_by_distinct(values, [], dayfirst=False)
+    assert parsed.dtype == full.dtype == np.dtype("datetime64[ns]")
+    assert parsed.equals(full) and failed.tolist() == full_failed.tolist()
+    by_text = dict(zip(ISO_EDGES, parsed))
+    assert by_text["2024-02-29"] == pd.Timestamp("2024-02-29") and by_text["2024-03-01 10:00:00"] == pd.Timestamp("2024-03-01 10:00")
+    # Days that do not exist and years outside the plausible range are not moved to a real day.
+    assert failed[ISO_EDGES.index("2025-02-30T10:00:00")] and failed[ISO_EDGES.index("2023-02-29")]
+    assert failed[ISO_EDGES.index("1949-12-31T23:59:59")] and not failed[ISO_EDGES.index("1950-01-01T00:00:00")]
+
+
 def test_dayfirst_for_free_form_dates() -> None:
     parsed, _ = parse_datetimes(pd.Series(["03/04/2024 10:00"]), [], dayfirst=True)
     assert parsed.item() == pd.Timestamp("2024-04-03 10:00")
