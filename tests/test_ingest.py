@@ -242,17 +242,22 @@ def test_hash_columns_on_lead_attributes(tmp_path: Path) -> None:
 def test_parquet_with_native_types(tmp_path: Path) -> None:
     orders = pd.DataFrame(
         {
-            "customer_id": [1.0, 2.0, np.nan, 4.0],
-            "email": [None, None, "x@y.com", None],
-            "timestamp": pd.to_datetime(["2024-01-01 10:00", "2024-01-02", "2024-01-03", "2024-01-04"], format="ISO8601").tz_localize("Europe/Berlin"),
-            "amount": [10.0, np.inf, np.nan, 3.0],
+            "customer_id": [1.0, 2.0, np.nan, 4.0, 5.0],
+            "email": [None, None, "x@y.com", None, None],
+            "timestamp": pd.to_datetime(["2024-01-01 10:00", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"],
+                                        format="ISO8601").tz_localize("Europe/Berlin"),
+            "amount": [10.0, np.inf, np.nan, 3.0, -2.5],
         }
     )
     orders.to_parquet(tmp_path / "orders.parquet")
     result = load_crm(tmp_path, settings=Settings())
     data = result.data.orders
     assert data["customer_id"].tolist()[0] == "1" and data["timestamp"].iloc[0] == pd.Timestamp("2024-01-01 09:00")
-    assert result.rejects["kind"].tolist() == ["not_finite", "missing_required"]
+    assert result.rejects["kind"].tolist() == ["not_finite", "missing_required", "below_minimum"]
+    # Native numbers are quoted as the text they would have been in a CSV.
+    assert result.rejects["value"].tolist() == ["inf", "", "-2.5"]
+    assert result.rejects["reason"].tolist() == ["not a finite number 'inf' in amount", "missing required amount",
+                                                 "negative amount -2.5"]
 
 
 def test_write_validated_round_trip(broken, tmp_path: Path) -> None:
