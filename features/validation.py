@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from features.contract import LEAD_CONTACT_COLUMNS, PERSON_KEYS, TABLES, Column, TableSpec
@@ -225,11 +227,9 @@ _ISO_FIELDS: tuple[tuple[int, int, str], ...] = (
 
 def _arrow_text(values: pd.Series):
     """The column as a pyarrow string array (no copy when it is Arrow-backed already)."""
-    import pyarrow as pa
-
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
-        return pa.array(values.array)
-    return pa.array(values.astype(object), type=pa.large_string(), from_pandas=True)
+        return pyarrow.array(values.array)
+    return pyarrow.array(values.astype(object), type=pyarrow.large_string(), from_pandas=True)
 
 
 def _plain_iso(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -239,9 +239,6 @@ def _plain_iso(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     A timestamp column is nearly all distinct values: Arrow reads these millions of strings
     in C++, where pandas' parser would hold each as a Python string first.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     text = _arrow_text(values)
     out = np.full(len(values), np.datetime64("NaT", "ns"))
     done = np.zeros(len(values), dtype=bool)
@@ -255,18 +252,18 @@ def _plain_iso(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         parsed = pc.strptime(written, format=fmt, unit="s", error_is_null=True)
         ok = pc.is_valid(parsed)
         for start, length, part in _ISO_FIELDS[:n_fields]:
-            digits = pc.cast(pc.utf8_slice_codeunits(written, start, start + length), pa.int64())
+            digits = pc.cast(pc.utf8_slice_codeunits(written, start, start + length), pyarrow.int64())
             ok = pc.and_(ok, pc.fill_null(pc.equal(getattr(pc, part)(parsed), digits), False))
         year = pc.year(parsed)
         ok = pc.and_(ok, pc.fill_null(pc.and_(pc.greater_equal(year, PLAUSIBLE_YEARS[0]),
                                               pc.less_equal(year, PLAUSIBLE_YEARS[1])), False))
         ok = ok.to_numpy(zero_copy_only=False)
-        seconds = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy(zero_copy_only=False)
+        seconds = pc.fill_null(pc.cast(parsed, pyarrow.int64()), 0).to_numpy(zero_copy_only=False)
         out[at[ok]] = seconds[ok].astype("datetime64[s]").astype("datetime64[ns]")
         done[at[ok]] = True
         # The next shapes only look at what this one did not read.
         rest = ~done[rows]
-        text, rows = pc.filter(text, pa.array(rest)), rows[rest]
+        text, rows = pc.filter(text, pyarrow.array(rest)), rows[rest]
     return out, done
 
 
@@ -679,20 +676,21 @@ def _ok_mask(table: PreparedTable) -> np.ndarray:
     return ok
 
 
-def minted_ids(prepared: dict[str, PreparedTable]) -> dict[str, set[str] | None]:
+def minted_ids(prepared: dict[str, PreparedTable]) -> dict[str, pyarrow.Array | None]:
     """Ids issued by their minting tables (None when that table was not given).
 
     Rows of the minting table that are themselves rejected still issued their id: the
     lead exists, its row is only broken, so its events are kept, not rejected in cascade.
     """
-    issued: dict[str, set[str] | None] = {"lead_id": None, "customer_id": None}
+    issued: dict[str, pyarrow.Array | None] = {"lead_id": None, "customer_id": None}
     for key, table in (("lead_id", "leads"), ("customer_id", "orders")):
         if table in prepared:
-            issued[key] = set(prepared[table].values[key].dropna().unique().tolist())
+            # Kept in Arrow: a million ids as a Python set cost more than the lookups.
+            issued[key] = pc.unique(_arrow_text(prepared[table].values[key])).drop_null()
     return issued
 
 
-def check_unknown_keys(table: PreparedTable, issued: dict[str, set[str] | None]) -> None:
+def check_unknown_keys(table: PreparedTable, issued: dict[str, pyarrow.Array | None]) -> None:
     """Reject rows whose only person keys are ids their minting table never issued."""
     if not table.spec.needs_person_key:
         return
@@ -706,7 +704,9 @@ def check_unknown_keys(table: PreparedTable, issued: dict[str, set[str] | None])
         if issued[key] is None or minting[key] == table.spec.name:
             known_any |= present
             continue
-        known = present & values[key].isin(issued[key])
+        ids = _arrow_text(values[key])
+        member = pc.is_in(ids, value_set=issued[key].cast(ids.type)).to_numpy(zero_copy_only=False)
+        known = present & pd.Series(member.astype(bool), index=values.index)
         known_any |= known
         unknown[key] = present & ~known
     reject = ~has_contact & ~known_any
