@@ -24,7 +24,7 @@ from scipy.sparse.csgraph import connected_components
 
 from features.mapping import normalise_label
 from features.privacy import mask
-from features.validation import TEXT_OUTPUT_DTYPE
+from features.validation import text_from_codes
 from radar.config import IdentityConfig
 
 KEY_KINDS: tuple[str, ...] = ("lead_id", "customer_id", "email", "phone")
@@ -322,20 +322,6 @@ def _stack_codes(columns: dict[str, list[_Column]]) -> _Keys:
     return _Keys(pd.DataFrame(codes), uniques, bad, written)
 
 
-def _text_of(index: pd.Index, codes: np.ndarray, dictionary: np.ndarray) -> pd.Series:
-    """Per row ``dictionary[code]`` (missing where code < 0) as contract text, without a
-    Python string per row."""
-    if TEXT_OUTPUT_DTYPE is object:
-        picked = dictionary[np.maximum(codes, 0)] if len(dictionary) else np.full(len(codes), np.nan, dtype=object)
-        return pd.Series(np.where(codes >= 0, picked, np.nan), index=index, dtype=object)
-    import pyarrow as pa
-
-    table = pa.array(np.asarray(dictionary, dtype=object), type=pa.large_string(), from_pandas=True)
-    taken = table.take(pa.array(np.maximum(codes, 0), mask=codes < 0)) if len(dictionary) else \
-        pa.nulls(len(codes), type=pa.large_string())
-    return pd.Series(taken, index=index, dtype=TEXT_OUTPUT_DTYPE)
-
-
 def _shared_keys(codes: pd.DataFrame, uniques: dict[str, pd.Index], limit: int) -> dict[str, np.ndarray]:
     """Per contact kind, the key codes seen with more than ``limit`` distinct ids."""
     shared: dict[str, np.ndarray] = {}
@@ -508,11 +494,11 @@ def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
     for i, name in enumerate(present):
         frame = tables[name]
         end = start + len(frame)
-        updated = frame.assign(person_id=_text_of(frame.index, component[start:end], names))
+        updated = frame.assign(person_id=text_from_codes(frame.index, component[start:end], names))
         for column in CONTACT_KINDS:
             if column in frame.columns:
                 key = columns[column][i]
-                updated[column] = _text_of(frame.index, key.codes, key.shown)
+                updated[column] = text_from_codes(frame.index, key.codes, key.shown)
         out[name] = updated
         start = end
     return out, report

@@ -110,6 +110,18 @@ def text_output(values: pd.Series) -> pd.Series:
     return values.astype(TEXT_OUTPUT_DTYPE)
 
 
+def text_from_codes(index: pd.Index, codes: np.ndarray, dictionary: np.ndarray) -> pd.Series:
+    """Per row ``dictionary[code]`` (missing where code < 0) as contract text, without a
+    Python string per row."""
+    if TEXT_OUTPUT_DTYPE is object:
+        picked = dictionary[np.maximum(codes, 0)] if len(dictionary) else np.full(len(codes), np.nan, dtype=object)
+        return pd.Series(np.where(codes >= 0, picked, np.nan), index=index, dtype=object)
+    table = pyarrow.array(np.asarray(dictionary, dtype=object), type=pyarrow.large_string(), from_pandas=True)
+    taken = table.take(pyarrow.array(np.maximum(codes, 0), mask=codes < 0)) if len(dictionary) else \
+        pyarrow.nulls(len(codes), type=pyarrow.large_string())
+    return pd.Series(taken, index=index, dtype=TEXT_OUTPUT_DTYPE)
+
+
 def _as_text(values: pd.Series) -> pd.Series:
     """Trimmed text with NaN for missing, whatever the source dtype."""
     if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
@@ -373,9 +385,11 @@ def _map_values(values: pd.Series, value_map: dict[str, str] | None) -> pd.Serie
 def _normalise_category(values: pd.Series, allowed: tuple[str, ...]) -> pd.Series:
     """"Email Open" → "email_open" where that is an allowed value; others stay as written."""
     codes, uniques = _factorized(values)
-    labels = np.asarray([normalise_label(u) for u in uniques], dtype=object)
-    mapped = pd.Series(_take(labels, codes, np.nan), index=values.index, dtype=object)
-    return mapped.where(mapped.isin(allowed), values)
+    labels = [normalise_label(u) for u in uniques]
+    chosen = np.asarray([label if label in allowed else u for u, label in zip(uniques, labels)], dtype=object)
+    # Contract text straight away: the checks and the split that follow are several times
+    # faster on Arrow text than on Python objects (20 M interaction types at 1 M people).
+    return text_from_codes(values.index, np.asarray(codes), chosen)
 
 
 def _ids_from_numbers(values: pd.Series) -> pd.Series:
