@@ -36,7 +36,7 @@ PINS = TESTS / "fixtures" / "ingest_pins.json"
 WORLD_CUSTOMERS, WORLD_SEED, WORLD_BROKEN_SHARE = 400, 11, 0.03
 #: Bad-files cases that load (the others are refused, which other tests check).
 BAD_FILE_CASES: tuple[str, ...] = (
-    "cp1252", "duplicate_ids", "mixed_dates", "non_finite_numbers", "orders_before_customer", "semicolon",
+    "cp1252", "duplicate_ids", "header_only", "mixed_dates", "non_finite_numbers", "orders_before_customer", "semicolon",
     "stray_quote", "truncated_mid_quote", "truncated_mid_row", "utf16_bom", "utf16_no_bom", "utf8_bom",
 )
 
@@ -159,8 +159,11 @@ def load_case(case: Case, work: Path):
 
     folder = case.prepare(work) if case.prepare is not None else case.folder
     result = load_crm(folder, mapping_path=case.mapping, settings=Settings())
-    # The source is where the case was loaded from: only its name is the same everywhere.
+    # The source and mapping are where the case was loaded from: only names relative to the
+    # tests are the same everywhere.
     result.report.source = case.name
+    if case.mapping is not None:
+        result.report.mapping = str(case.mapping.relative_to(TESTS))
     return result
 
 
