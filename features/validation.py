@@ -466,6 +466,33 @@ def _ids_from_numbers(values: pd.Series) -> pd.Series:
 
 
 @dataclass
+class RowOrigins:
+    """Where each row of a table came from: its file (or database source) and 1-based row
+    number there. Kept as one (source, rows) pair per file, so a table of 20 M rows holds no
+    column of file names until the rows that need one (accepted rows, rejects) ask for it."""
+
+    sources: list[str]
+    counts: list[int]
+
+    def __len__(self) -> int:
+        return int(sum(self.counts))
+
+    @property
+    def files(self) -> list[str]:
+        """The sources that gave at least one row, sorted."""
+        return sorted({source for source, n in zip(self.sources, self.counts) if n})
+
+    def at(self, positions: np.ndarray) -> pd.DataFrame:
+        """``source_file`` and ``row_number`` of the rows at these positions (in that order)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        starts = np.cumsum([0, *self.counts])
+        part = np.searchsorted(starts, positions, side="right") - 1
+        names = np.asarray(self.sources, dtype=object)
+        return pd.DataFrame({"source_file": text_from_codes(pd.RangeIndex(len(positions)), part, names),
+                             "row_number": positions - starts[part] + 1})
+
+
+@dataclass
 class PreparedTable:
     """A table after phase 1; cross-table checks and the split into accepted/rejected follow."""
 
@@ -474,7 +501,7 @@ class PreparedTable:
     text: pd.DataFrame  # cleaned text per column, to quote values in reasons
     raw: pd.DataFrame  # as read, original names: the rejects' raw JSON
     personal_raw: list[str]  # raw columns to mask in rejects
-    origins: pd.DataFrame  # source_file, row_number
+    origins: RowOrigins
     problems: Problems
     dropped_columns: list[str]
     attribute_columns: list[str]
@@ -487,10 +514,11 @@ class PreparedTable:
         return len(self.values)
 
 
-def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Series, list[str], list[str]]:
+def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path) -> tuple[pd.DataFrame, pd.DataFrame, RowOrigins, pd.Series, list[str], list[str]]:
     table_mapping = mapping.table(spec.name)
-    renamed_parts, raw_parts, origin_parts, parse_parts, personal = [], [], [], [], set()
+    renamed_parts, raw_parts, parse_parts, personal = [], [], [], set()
     extra_parts, keys = [], []
+    origins = RowOrigins([], [])
     for raw in raws:
         names = rename_map([str(c) for c in raw.frame.columns], spec, table_mapping, raw.location)
         _require_columns(spec, set(names.values()), raw.location)
@@ -501,15 +529,12 @@ def _combine(raws: list[RawTable], spec: TableSpec, mapping: Mapping, base: Path
         renamed_parts.append(renamed)
         raw_parts.append(raw.frame)
         personal.update(src for src, tgt in names.items() if _is_personal(tgt, mapping) or _is_personal(src, mapping))
-        origin_parts.append(
-            pd.DataFrame({"source_file": raw.source if raw.source is not None else _relative(raw.path, base),
-                          "row_number": np.arange(1, len(raw.frame) + 1)})
-        )
+        origins.sources.append(raw.source if raw.source is not None else _relative(raw.path, base))
+        origins.counts.append(len(raw.frame))
         parse_parts.append(raw.parse_errors)
         extra_parts.append(raw.extra_fields if raw.extra_fields is not None else pd.Series(np.nan, index=raw.frame.index, dtype=object))
     combined = pd.concat(renamed_parts, ignore_index=True) if len(renamed_parts) > 1 else renamed_parts[0].reset_index(drop=True)
     raw_all = pd.concat(raw_parts, ignore_index=True) if len(raw_parts) > 1 else raw_parts[0].reset_index(drop=True)
-    origins = pd.concat(origin_parts, ignore_index=True)
     parse_errors = pd.concat(parse_parts, ignore_index=True)
     extras = pd.concat(extra_parts, ignore_index=True)
     if extras.notna().any():
@@ -569,7 +594,7 @@ def prepare_table(spec: TableSpec, raws: list[RawTable], mapping: Mapping, base:
         values[name] = _attribute(text[name])
     _pandera_checks(spec, values, text, missing, problems)
     return PreparedTable(spec, values, text, raw_all, personal, origins, problems, dropped, keep_extra,
-                         sorted(origins["source_file"].unique().tolist()), keys)
+                         origins.files, keys)
 
 
 def _too_long(text: pd.DataFrame, problems: Problems) -> None:
@@ -804,7 +829,7 @@ def check_duplicates(table: PreparedTable) -> None:
     pos = cases["index"].astype(np.int64).unique()
     first_pos = subset.dropna().drop_duplicates(key).reset_index().set_index(key)["index"]
     first = first_pos.reindex(table.values[key].iloc[pos]).to_numpy()
-    where = table.origins.iloc[first]
+    where = table.origins.at(first)
     shown = table.text[key].iloc[pos]
     reason = (f"duplicate {key} " + _quote(shown, False) + " (first in " + where["source_file"].to_numpy()
               + " row " + where["row_number"].astype(str).to_numpy() + ")")
@@ -829,21 +854,31 @@ class ValidatedTable:
 
 
 def finalise(table: PreparedTable) -> ValidatedTable:
-    """Split a checked table into accepted rows and one rejects line per rejected row."""
+    """Split a checked table into accepted rows and one rejects line per rejected row.
+
+    The table is used up: its raw cells and text go once the rejects are written, and each
+    column goes once its accepted rows are copied, so a table is never held twice over.
+    """
     ok = _ok_mask(table)
-    data = table.values[ok].reset_index(drop=True)
-    for column in table.spec.columns:
-        if column.kind in ("id", "text", "category"):
-            data[column.name] = text_output(data[column.name])
-    for name in table.attribute_columns:
-        if not pd.api.types.is_float_dtype(data[name].dtype):
-            data[name] = text_output(data[name])
+    read = table.read
+    rejects = _rejects(table, ~ok)
+    table.raw = table.text = None  # type: ignore[assignment]  # only the rejects needed them
+    columns = {name: table.values[name] for name in table.values.columns}
+    table.values = None  # type: ignore[assignment]
+    text_columns = {c.name for c in table.spec.columns if c.kind in ("id", "text", "category")}
+    accepted = {}
+    for name in list(columns):
+        column = columns.pop(name)
+        column = column.reset_index(drop=True) if ok.all() else column[ok].reset_index(drop=True)
+        if name in text_columns or (name in table.attribute_columns and not pd.api.types.is_float_dtype(column.dtype)):
+            column = text_output(column)
+        accepted[name] = column
     return ValidatedTable(
         name=table.spec.name,
-        data=data,
-        origins=table.origins[ok].reset_index(drop=True),
-        rejects=_rejects(table, ~ok),
-        read=table.read,
+        data=pd.DataFrame(accepted),
+        origins=table.origins.at(np.flatnonzero(ok)),
+        rejects=rejects,
+        read=read,
         files=table.files,
         dropped_columns=table.dropped_columns,
         attribute_columns=table.attribute_columns,
@@ -864,7 +899,7 @@ def _rejects(table: PreparedTable, rejected: np.ndarray) -> pd.DataFrame:
     problems = problems.assign(value=masked.astype(str))
     joined = _join_per_row(problems)
     positions = joined.index.to_numpy()
-    origins = table.origins.iloc[positions]
+    origins = table.origins.at(positions)
     out = pd.DataFrame(
         {
             "table": table.spec.name,
@@ -924,13 +959,26 @@ def _raw_json(table: PreparedTable, positions: np.ndarray) -> np.ndarray:
 
 
 def validate_tables(raws: dict[str, list[RawTable]], mapping: Mapping, base: Path) -> dict[str, ValidatedTable]:
-    """All tables through all checks: per-table rules, unknown keys, then duplicates."""
-    prepared = {name: prepare_table(TABLES[name], files, mapping, base) for name, files in raws.items()}
+    """All tables through all checks: per-table rules, unknown keys, then duplicates.
+
+    ``raws`` is used up, a table at a time: the tables that mint ids (leads, orders) are
+    prepared first, for the ids the others are checked against; then each table is checked
+    and split, and its files and working frames go before the next table is read into them.
+    """
+    order = list(raws)
+    for name in order:
+        # A file's columns are judged in table order, as when every table was prepared in turn.
+        for raw in raws[name]:
+            names = rename_map([str(c) for c in raw.frame.columns], TABLES[name], mapping.table(name), raw.location)
+            _require_columns(TABLES[name], set(names.values()), raw.location)
+    prepared = {name: prepare_table(TABLES[name], raws.pop(name), mapping, base)
+                for name in order if name in ("leads", "orders")}
     issued = minted_ids(prepared)
-    for table in prepared.values():
+    validated = {}
+    for name in order:
+        table = prepared.pop(name) if name in prepared else prepare_table(TABLES[name], raws.pop(name), mapping, base)
         check_unknown_keys(table, issued)
-    for table in prepared.values():
         check_duplicates(table)
-    del table
-    # Each table's working frames (values, cleaned text, raw) go as soon as it is split.
-    return {name: finalise(prepared.pop(name)) for name in list(prepared)}
+        validated[name] = finalise(table)
+        del table
+    return validated

@@ -138,6 +138,20 @@ def test_missing_markers_are_configurable() -> None:
     assert custom.rejects["row_number"].tolist() == [3]
 
 
+def test_the_first_broken_table_in_table_order_is_the_one_named() -> None:
+    # Leads and orders are prepared first (they mint the ids others are checked against);
+    # a missing column is still reported for the first table in the contract's order.
+    from features.errors import RadarInputError
+
+    tables = {
+        "leads": pd.DataFrame({"lead_id": ["L1"], "created_at": ["2024-01-01"]}),
+        "interactions": pd.DataFrame({"lead_id": ["L1"], "type": ["call"]}),
+        "orders": pd.DataFrame({"customer_id": ["C1"], "timestamp": ["2024-01-02"]}),
+    }
+    with pytest.raises(RadarInputError, match="interactions needs column"):
+        _validate(tables)
+
+
 def test_schema_is_built_from_the_contract() -> None:
     schema = contract_schema(TABLES["orders"])
     assert set(schema.columns) == set(TABLES["orders"].names)
