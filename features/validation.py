@@ -128,6 +128,8 @@ def text_from_codes(index: pd.Index, codes: np.ndarray, dictionary: np.ndarray) 
 def _as_text(values: pd.Series) -> pd.Series:
     """Trimmed text with NaN for missing, whatever the source dtype."""
     if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        if _arrow_backed(values) and not _edges_may_be_space(_arrow_text(values)):
+            return values
         stripped = values.str.strip()
         # Most columns need no trimming: keep them as read rather than hold a second copy.
         return values if stripped.equals(values) else stripped
@@ -137,9 +139,41 @@ def _as_text(values: pd.Series) -> pd.Series:
     return out
 
 
+def _edges_may_be_space(text) -> bool:
+    """Whether any value might start or end with whitespace: one whose first and last bytes
+    are printable ASCII other than space cannot, so most columns are not trimmed (a copy)."""
+    for chunk in text.chunks if isinstance(text, pyarrow.ChunkedArray) else [text]:
+        if len(chunk) == 0:
+            continue
+        offset_type = np.int64 if pyarrow.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=offset_type)[chunk.offset:chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8) if chunk.buffers()[2] is not None else np.zeros(0, np.uint8)
+        starts, ends = offsets[:-1], offsets[1:]
+        filled = ends > starts
+        if chunk.null_count:
+            filled &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        if not filled.any():
+            continue
+        first, last = data[starts[filled]], data[ends[filled] - 1]
+        if ((first <= 0x20) | (first >= 0x7F) | (last <= 0x20) | (last >= 0x7F)).any():
+            return True
+    return False
+
+
 def _blank_missing(values: pd.Series, missing: frozenset[str]) -> pd.Series:
     """Missing markers ("", "N/A", "Select"...) become NaN."""
     longest = max((len(m) for m in missing), default=0)
+    if _arrow_backed(values):
+        # What the pandas steps below do on Arrow text, with Arrow's kernels directly.
+        text = _arrow_text(values)
+        lengths = pc.utf8_length(text)
+        blank = pc.fill_null(pc.equal(lengths, 0), False).to_numpy(zero_copy_only=False)
+        short = pc.fill_null(pc.less_equal(lengths, longest), False)
+        if missing and pc.any(short).as_py():
+            markers = pyarrow.array(sorted(missing), type=text.type)
+            found = pc.is_in(pc.utf8_lower(pc.filter(text, short)), value_set=markers)
+            blank[short.to_numpy(zero_copy_only=False)] |= pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+        return values.where(~blank, np.nan) if blank.any() else values
     short = values.str.len() <= longest
     marker = np.zeros(len(values), dtype=bool)
     short_mask = short.fillna(False).to_numpy(dtype=bool)
@@ -602,6 +636,8 @@ def _too_long(text: pd.DataFrame, problems: Problems) -> None:
     for name in text.columns:
         if not _is_text(text[name]):
             continue  # a native number or time is never that long
+        if _arrow_backed(text[name]) and (pc.max(pc.binary_length(_arrow_text(text[name]))).as_py() or 0) <= MAX_CELL_CHARS:
+            continue  # no value has that many bytes, so none has that many characters
         lengths = text[name].str.len()
         pos = np.flatnonzero((lengths > MAX_CELL_CHARS).fillna(False).to_numpy(dtype=bool))
         if len(pos):

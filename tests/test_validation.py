@@ -138,6 +138,30 @@ def test_missing_markers_are_configurable() -> None:
     assert custom.rejects["row_number"].tolist() == [3]
 
 
+TEXT_EDGES = ["", "N/A", "n/a", "SELECT", "Select", "-", " x", "x ", "\tx", "x\n", "é", "\u00a0x", "x\u3000",
+              "\u00c9", "ok", "N/A ", "a" * 12_000, None, "İ", "\x1fx"]
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]"])
+def test_arrow_text_cleaning_is_what_pandas_string_methods_give(dtype: str) -> None:
+    from features.validation import _as_text, _blank_missing
+
+    values = pd.Series(TEXT_EDGES * 3, dtype=dtype)
+    missing = frozenset({"", "n/a", "select", "-"})
+    stripped = values.str.strip()
+    assert _as_text(values).equals(stripped)
+    # Nothing to trim: the column itself comes back, not a copy.
+    clean = pd.Series(["ab", "c-d", None, "x"], dtype=dtype)
+    assert _as_text(clean) is clean
+    longest = max(len(m) for m in missing)
+    short = (stripped.str.len() <= longest).fillna(False).to_numpy(dtype=bool)
+    marker = np.zeros(len(stripped), dtype=bool)
+    marker[short] = stripped[short].str.lower().isin(missing).fillna(False).to_numpy(dtype=bool)
+    blank = marker | (stripped.str.len() == 0).fillna(False).to_numpy(dtype=bool)
+    assert _blank_missing(stripped, missing).equals(stripped.where(~blank, np.nan))
+    assert _blank_missing(clean, missing) is clean
+
+
 def test_the_first_broken_table_in_table_order_is_the_one_named() -> None:
     # Leads and orders are prepared first (they mint the ids others are checked against);
     # a missing column is still reported for the first table in the contract's order.
