@@ -28,16 +28,9 @@ import pandas as pd
 import phonenumbers
 
 from features.contract import LEAD_CONTACT_COLUMNS
-from features.identity import (
-    COUNTRY_COLUMNS,
-    UNKNOWN_TYPE,
-    PhoneParses,
-    normalise_emails,
-    normalise_phones,
-    parse_phone,
-    region_of,
-)
+from features.identity import COUNTRY_COLUMNS, PhoneParses, normalise_emails, normalise_phones, region_of
 from features.mapping import normalise_label
+from features.phones import UNKNOWN_TYPE, parse_phone
 from features.privacy import PERSONAL_COLUMNS
 from features.validation import text_output
 
@@ -124,7 +117,7 @@ def phone_kinds(phones: pd.Series, regions: pd.Series | str | None = None,
     if parses is None:
         kinds = np.asarray([_e164_kind(str(u)) for u in uniques], dtype=object)
     else:
-        kinds = np.asarray([_kind_name(parses.parse(str(u), "")[1]) for u in uniques], dtype=object)
+        kinds = np.asarray([_kind_name(kind) for _, kind in parses.parse_all([(str(u), "") for u in uniques])], dtype=object)
     picked = kinds[np.maximum(codes, 0)] if len(kinds) else np.full(len(codes), np.nan, dtype=object)
     out = np.where(codes >= 0, picked, "invalid")
     return pd.Series(np.where(present.to_numpy(dtype=bool), out, np.nan), index=phones.index, dtype=object)

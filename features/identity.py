@@ -23,6 +23,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from features.mapping import normalise_label
+from features.phones import parse_phone, parse_phones_in_parallel
 from features.privacy import mask
 from features.validation import text_from_codes
 from radar.config import IdentityConfig
@@ -93,52 +94,42 @@ def region_of(country: pd.Series | None, default_region: str, index: pd.Index) -
     return code.where(known, default_region).astype(object)
 
 
-#: phonenumbers' type of a number it does not hold valid.
-UNKNOWN_TYPE: int = phonenumbers.PhoneNumberType.UNKNOWN
-# Numbers from many regions use more metadata patterns than the re module's own cache holds;
-# without this phonenumbers keeps compiling them again (older versions lack it: only slower).
-if hasattr(phonenumbers, "enable_pattern_cache"):
-    phonenumbers.enable_pattern_cache()
-
-
-def parse_phone(raw: str, region: str) -> tuple[str | None, int]:
-    """A written number's E.164 form (None where invalid) and its phonenumbers type.
-
-    One parse and one type lookup give both: phonenumbers' ``is_valid_number`` is exactly
-    "the type is not UNKNOWN" (both match the number against its own region's metadata).
-    ``region`` "" reads only numbers written with their country code.
-    """
-    try:
-        number = phonenumbers.parse(raw, region or None)
-    except phonenumbers.NumberParseException:
-        return None, UNKNOWN_TYPE
-    kind = phonenumbers.number_type(number)
-    if kind == UNKNOWN_TYPE:
-        return None, UNKNOWN_TYPE
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), kind
-
-
 @lru_cache(maxsize=1_000_000)
 def _e164(raw: str, region: str) -> str | None:
     return parse_phone(raw, region)[0]
 
 
 class PhoneParses:
-    """The numbers one load has parsed with their country code (region ""), kept so that
-    the contact kinds (:func:`features.contact.phone_kinds`), which read each linked E.164
-    number that way, do not parse again a number that was already written in E.164."""
+    """The numbers one load parses, spread over ``workers`` processes when there are many,
+    and those read with their country code (region "") kept, so that the contact kinds
+    (:func:`features.contact.phone_kinds`), which read each linked E.164 number that way,
+    do not parse again a number that was already written in E.164."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
         self._international: dict[str, tuple[str | None, int]] = {}
 
     def parse(self, raw: str, region: str) -> tuple[str | None, int]:
-        if region:
+        return self.parse_all([(raw, region)])[0]
+
+    def parse_all(self, pairs: list[tuple[str, str]]) -> list[tuple[str | None, int]]:
+        """:func:`features.phones.parse_phone` of each (written number, region)."""
+        out: list[tuple[str | None, int] | None] = [None] * len(pairs)
+        todo = []
+        for i, (raw, region) in enumerate(pairs):
+            found = None if region else self._international.get(raw)
+            if found is None:
+                todo.append(i)
+            else:
+                out[i] = found
+        parsed = parse_phones_in_parallel([pairs[i] for i in todo], self.workers)
+        for i, result in zip(todo, parsed):
+            out[i] = result
+            raw, region = pairs[i]
             # National forms are never asked for again: not worth their memory.
-            return parse_phone(raw, region)
-        found = self._international.get(raw)
-        if found is None:
-            found = self._international[raw] = parse_phone(raw, "")
-        return found
+            if not region:
+                self._international[raw] = result
+        return out  # type: ignore[return-value]
 
 
 def _phone_key(raw: pd.Series) -> pd.Series:
@@ -270,8 +261,8 @@ def _phone_column(values: pd.Series, region_codes: np.ndarray, region_names: np.
     pair_codes, pair_values = _ordered_codes(pd.Series(pair[present], dtype=np.int64))
     number, region = pair_values.astype(np.int64) // n_regions, pair_values.astype(np.int64) % n_regions - 1
     raw_list = raw.to_numpy(dtype=object)
-    forms = np.asarray([parses.parse(raw_list[n], region_names[r] if r >= 0 else "")[0] for n, r in zip(number, region)],
-                       dtype=object)
+    parsed = parses.parse_all([(raw_list[n], region_names[r] if r >= 0 else "") for n, r in zip(number, region)])
+    forms = np.asarray([e164 for e164, _ in parsed], dtype=object)
     out = np.full(len(codes), -1, dtype=np.int64)
     out[present] = pair_codes
     bare = (codes >= 0) & ~present

@@ -23,6 +23,7 @@ from features.errors import RadarInputError
 from features.identity import PERSON_TABLES, IdentityReport, PhoneParses, unify
 from features.io import READABLE_SUFFIXES, RawTable, read_table
 from features.mapping import Mapping, load_mapping
+from features.phones import phone_workers
 from features.privacy import hash_form, pseudonymise
 from features.validation import (
     REJECT_COLUMNS,
@@ -251,7 +252,7 @@ def load_crm(
     _notify(progress, "Linking identities", 0.75)
     tables = {name: table.data for name, table in validated.items()}
     region = mapping.default_phone_region or settings.identity.default_phone_region
-    parses = PhoneParses()
+    parses = PhoneParses(phone_workers(settings.identity.phone_workers))
     tables, identity = unify(tables, settings.identity, region, parses)
     tables = _to_text(tables)
     if "leads" in tables:

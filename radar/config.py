@@ -32,6 +32,9 @@ class IdentityConfig(BaseModel):
     # key (a switchboard, info@...): linking through it would merge strangers.
     max_ids_per_key: int = Field(5, ge=1)
     default_phone_region: str = "GB"
+    # Processes that parse phone numbers when a load has many (phonenumbers is pure Python,
+    # ~30 µs per distinct number: a million at 1 M people); 0 = one per core, 1 = none.
+    phone_workers: int = Field(0, ge=0)
     # Key for the mapping's ``hash_columns`` (HMAC-SHA256 of the normalised value). Set it
     # from the environment (RADAR_IDENTITY__HASH_SECRET), never in a file; it is not printed.
     hash_secret: SecretStr | None = None

@@ -190,3 +190,20 @@ def test_demo_world_linking_small(tmp_path: Path) -> None:
 def test_demo_world_linking_20k(tmp_path: Path) -> None:
     precision, recall, _ = _demo_scores(tmp_path / "crm", 20_000)
     assert recall >= 0.99 and 1 - precision <= 0.005
+
+
+def test_phones_parsed_over_two_processes_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from features import phones
+
+    written = ["+44 20 7946 0000", "020 7946 0000", "07700 900123", "+1 415-555-0132", "(415) 555-0132",
+               "12", "not a phone", "+44 7700 900123", "0044 7700 900123", "+353 85 123 4567"]
+    pairs = [(w, region) for w in written for region in ("", "GB", "US", "IE")]
+    monkeypatch.setattr(phones, "PARALLEL_FROM", 10)
+    started = []
+    popen = phones.subprocess.Popen
+    monkeypatch.setattr(phones.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+    assert phones.parse_phones_in_parallel(pairs, 2) == [phones.parse_phone(raw, region) for raw, region in pairs]
+    # Half the numbers went to one worker process, which finished cleanly.
+    assert len(started) == 1 and started[0].returncode == 0
+    assert phones.parse_phones(pairs) == [phones.parse_phone(raw, region) for raw, region in pairs]
+    assert phones.parse_phone("020 7946 0000", "GB")[0] == "+442079460000"
