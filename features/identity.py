@@ -329,10 +329,11 @@ def _shared_keys(codes: pd.DataFrame, uniques: dict[str, pd.Index], limit: int) 
 
 
 def _person_ids(n_components: int, key_labels: np.ndarray, key_names: np.ndarray,
-                tuple_labels: np.ndarray, fallback) -> np.ndarray:
+                first_rows: pd.Series, fallback) -> np.ndarray:
     """A stable id per component: "P" + a hash of its smallest key (or of its raw keys).
 
-    ``fallback(tuples)`` gives the raw-key names of tuples (for components without a key).
+    ``first_rows`` gives, per component that may have no key, its first row (index: the
+    row, value: the component); ``fallback(rows)`` the raw-key names of rows.
     """
     names = pd.Series(np.nan, index=range(n_components), dtype=object)
     order = np.argsort(key_names, kind="stable")
@@ -341,10 +342,9 @@ def _person_ids(n_components: int, key_labels: np.ndarray, key_names: np.ndarray
     # Components without a linkable key: name them by their raw keys (first tuple seen).
     unnamed = names.isna().to_numpy()
     if unnamed.any():
-        first_tuple = pd.Series(tuple_labels).drop_duplicates()
-        first_tuple = first_tuple[unnamed[first_tuple.to_numpy()]]
+        first_rows = first_rows[unnamed[first_rows.to_numpy()]]
         raw_names = pd.Series(np.nan, index=range(n_components), dtype=object)
-        raw_names.iloc[first_tuple.to_numpy()] = ["unlinked:" + f for f in fallback(first_tuple.index.to_numpy())]
+        raw_names.iloc[first_rows.to_numpy()] = ["unlinked:" + f for f in fallback(first_rows.index.to_numpy())]
         names = names.where(~unnamed, raw_names)
     hashes = pd.util.hash_pandas_object(names.astype(str), index=False).to_numpy()
     return np.char.add("P", np.char.mod("%016x", hashes.astype(np.uint64)))
@@ -365,60 +365,67 @@ def _key_text(keys: _Keys, kind: str, rows: np.ndarray, codes: np.ndarray | None
 
 
 def link(keys: _Keys, config: IdentityConfig) -> tuple[np.ndarray, np.ndarray, IdentityReport]:
-    """Per record a component and per component a person id, and a report. Vectorised over
-    distinct key combinations."""
+    """Per record a component and per component a person id, and a report.
+
+    The graph's nodes are the keys (and, for records with no linkable key, one node per way
+    their invalid and shared keys are written); a record hangs on its first key and joins
+    its other keys to it. Most records carry one key, so the graph is about as large as the
+    number of distinct keys, and no pass groups every record by its whole set of keys.
+    """
     code_frame, uniques = keys.codes, keys.uniques
     shared = _shared_keys(code_frame, uniques, config.max_ids_per_key)
     linkable = code_frame.copy()
     for kind, bad in shared.items():
         linkable.loc[linkable[kind].isin(bad), kind] = -1
-    # Records with the same keys are one node: interactions repeat the same few keys. Records
-    # with no linkable key are told apart by their invalid and shared keys as written.
+    # Records with no linkable key are told apart by their invalid and shared keys as written.
     keyless = np.flatnonzero(linkable.eq(-1).all(axis=1).to_numpy())
-    signature = np.full(len(linkable), -1, dtype=np.int64)
+    signature = np.empty(0, dtype=np.int64)
     if len(keyless):
         texts = _unlinkable(keys, keyless)
         for kind in CONTACT_KINDS:
             kind_codes = code_frame[kind].to_numpy()
             masked = np.where(np.isin(kind_codes, shared[kind]), kind_codes, -1)
             texts = [f"{t}|{k}" for t, k in zip(texts, _key_text(keys, kind, keyless, masked))]
-        signature[keyless] = pd.factorize(pd.Series(texts, dtype=object))[0]
-    signature = linkable.assign(_u=signature)
-    tuple_of = signature.groupby(list(signature.columns), sort=False).ngroup().to_numpy()
-    del signature
-    first_row = pd.Series(np.arange(len(tuple_of))).groupby(tuple_of).first().to_numpy()
-    tuples = linkable.iloc[first_row].reset_index(drop=True)
-    n_tuples = len(tuples)
-    offsets, offset = {}, n_tuples
+        signature = np.asarray(pd.factorize(pd.Series(texts, dtype=object))[0], dtype=np.int64)
+    offsets, offset = {}, 0
     for kind in KEY_KINDS:
         offsets[kind] = offset
         offset += len(uniques[kind])
-    rows, cols = [], []
+    n_keys = offset
+    node = np.full(len(linkable), -1, dtype=np.int64)
+    edge_from, edge_to = [], []
     for kind in KEY_KINDS:
-        present = tuples[kind].to_numpy() >= 0
-        rows.append(np.flatnonzero(present))
-        cols.append(tuples[kind].to_numpy()[present] + offsets[kind])
-    row_idx, col_idx = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(row_idx), dtype=np.int8), (row_idx, col_idx)), shape=(offset, offset))
+        codes = linkable[kind].to_numpy()
+        present = codes >= 0
+        joins = present & (node >= 0)
+        edge_from.append(node[joins])
+        edge_to.append(codes[joins] + offsets[kind])
+        first = present & (node < 0)
+        node[first] = codes[first] + offsets[kind]
+    node[keyless] = n_keys + signature
+    n_nodes = n_keys + (int(signature.max()) + 1 if len(signature) else 0)
+    row_idx, col_idx = np.concatenate(edge_from), np.concatenate(edge_to)
+    graph = coo_matrix((np.ones(len(row_idx), dtype=np.int8), (row_idx, col_idx)), shape=(n_nodes, n_nodes))
     n_components, labels = connected_components(graph, directed=False)
     key_names = np.concatenate(
         [(kind + ":" + pd.Series(np.asarray(uniques[kind], dtype=object)).astype(str)).to_numpy(dtype=object) for kind in KEY_KINDS]
     )
-    key_labels = labels[n_tuples:]
+    component = labels[node]
 
-    def fallback(tuple_numbers: np.ndarray) -> list[str]:
-        at = first_row[tuple_numbers]
+    def fallback(at: np.ndarray) -> list[str]:
         texts = _unlinkable(keys, at)
         for kind in KEY_KINDS:
             texts = [f"{t}|{k}" for t, k in zip(texts, _key_text(keys, kind, at))]
         return texts
 
-    tuple_labels = labels[:n_tuples]
-    component_person = _person_ids(n_components, key_labels, key_names, tuple_labels, fallback)
-    component = tuple_labels[tuple_of]
+    # Only components of keyless records can lack a key: each one's first record names it.
+    first_rows = pd.Series(component[keyless], index=keyless).drop_duplicates()
+    component_person = _person_ids(n_components, labels[:n_keys], key_names, first_rows, fallback)
+    has_records = np.zeros(n_components, dtype=bool)
+    has_records[component] = True
     report = IdentityReport(
         records=len(component),
-        persons=int(pd.unique(component_person[np.unique(tuple_labels)]).size),
+        persons=int(pd.unique(component_person[has_records]).size),
         merged_via=_merged_via(linkable),
         shared_keys=_shared_report(shared, uniques, code_frame),
     )
