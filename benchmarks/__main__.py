@@ -5,11 +5,13 @@
 
 In order, each in its own Python process (so one's memory never counts in another's):
 
-1. features (``benchmarks.features_bench``): ``build_features`` wall time, CPU time and
+1. ingest (``benchmarks.ingest_bench``): ``load_crm`` of the raw world (validation and
+   identity linking) at 100 k and 1 M customers: wall time, CPU time and peak RSS;
+2. features (``benchmarks.features_bench``): ``build_features`` wall time, CPU time and
    peak RSS at each size, and the growth factor between sizes;
-2. training (``benchmarks.train_bench``): all four targets on 100 k customers × 12 snapshots;
-3. batch scoring (``benchmarks.batch_bench``): everyone, all four targets, top-5 reasons;
-4. HTTP (``benchmarks.http_bench``): one person by id with top-5 reasons, one target and
+3. training (``benchmarks.train_bench``): all four targets on 100 k customers × 12 snapshots;
+4. batch scoring (``benchmarks.batch_bench``): everyone, all four targets, top-5 reasons;
+5. HTTP (``benchmarks.http_bench``): one person by id with top-5 reasons, one target and
    all targets, at 1, 8 and 32 clients, against the minimal reference service.
 
 Each section names the machine (cores, memory, load average), the size and the exact
@@ -33,6 +35,7 @@ from benchmarks.command import CACHE_DIR, DOC_PATH
 class Plan:
     """The sizes of one run."""
 
+    ingest_sizes: tuple[int, ...]
     feature_sizes: tuple[int, ...]
     training: tuple[int, int]  # customers, snapshots
     scoring_customers: int  # batch and HTTP: one trained world serves both
@@ -42,9 +45,11 @@ class Plan:
     http_rounds: int
 
 
-FULL = Plan((10_000, 100_000, 1_000_000), (100_000, 12), 100_000, 12, 10.0, "1,8,32", 3)
+FULL = Plan(
+    (100_000, 1_000_000), (10_000, 100_000, 1_000_000), (100_000, 12), 100_000, 12, 10.0, "1,8,32", 3
+)
 #: The smoke run: the benchmark smoke tests' size, so the test suite trains that world once.
-QUICK = Plan((2_000,), (2_000, 3), 2_000, 3, 2.0, "1,8", 1)
+QUICK = Plan((2_000,), (2_000,), (2_000, 3), 2_000, 3, 2.0, "1,8", 1)
 
 
 def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
@@ -52,6 +57,7 @@ def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
     common = ["--cache-dir", str(cache_dir), "--doc", str(doc)]
     scoring = ["--customers", str(plan.scoring_customers), "--snapshots", str(plan.scoring_snapshots)]
     return [
+        ["benchmarks.ingest_bench", "--sizes", *map(str, plan.ingest_sizes), *common],
         ["benchmarks.features_bench", "--sizes", *map(str, plan.feature_sizes), *common],
         ["benchmarks.train_bench", "--customers", str(plan.training[0]), "--snapshots", str(plan.training[1]),
          *common],

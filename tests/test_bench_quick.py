@@ -18,7 +18,7 @@ from benchmarks.command import update_doc
 from training.datasets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("Features", "Training", "Batch scoring", "HTTP")
+SECTIONS = ("Ingest", "Features", "Training", "Batch scoring", "HTTP")
 
 
 @pytest.fixture(scope="module")
