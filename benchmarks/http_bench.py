@@ -127,7 +127,7 @@ def _build(world: Path, folder: Path, snapshots: int) -> dict:
     from features.pipeline import build_features, feature_columns
     from serving.answers import precompute_answers
     from serving.app import ScoringApp
-    from serving.feature_store import FeatureStore, default_store_path, materialize
+    from serving.feature_store import FeatureStore, default_store_path, materialize_day
     from serving.model_store import LoadedModels
     from serving.reasons import booster_matrix
     from serving.scoring import load_champions
@@ -145,10 +145,11 @@ def _build(world: Path, folder: Path, snapshots: int) -> dict:
     started = time.perf_counter()
     features = build_features(data, as_of, settings.features)
     store = FeatureStore(default_store_path(settings))
-    materialize(data, as_of, settings, store, features=features)
+    written = materialize_day(data, as_of, settings, store, features=features)
     stored_at = time.perf_counter()
     champions = load_champions(settings)
-    answers = precompute_answers(ScoringApp(settings, LoadedModels(champions=champions), store), as_of.date())
+    answers = precompute_answers(ScoringApp(settings, LoadedModels(champions=champions), store), as_of.date(),
+                                 written=written)
     done_at = time.perf_counter()
     champion = champions.get(ONE_TARGET)
     model = getattr(champion.bundle.model, "booster_", None) if champion else None

@@ -579,11 +579,12 @@ def _print_first_call(folder: Path, scores_file: Path) -> None:
 
 
 def _materialize(data, moment, frame, store: Optional[str], settings: Settings) -> None:
-    from serving.feature_store import materialize, open_store
+    from serving.feature_store import materialize_day, open_store
 
     target = open_store(settings, store)
-    count = materialize(data, moment, settings, target, features=frame)
-    console.print(f"[green]{plural(count, 'person', 'people')}[/] as of {moment.date()} → feature store {target.shown}")
+    written = materialize_day(data, moment, settings, target, features=frame)
+    console.print(f"[green]{plural(written.persons, 'person', 'people')}[/] as of {moment.date()} "
+                  f"→ feature store {target.shown}")
     if not settings.serving.precompute_answers:
         return
     from serving.answers import precompute_answers
@@ -598,7 +599,8 @@ def _materialize(data, moment, frame, store: Optional[str], settings: Settings) 
     started = time.perf_counter()
     with console.status("Precomputing every person's answer for scoring by id..."):
         app = ScoringApp(settings, LoadedModels(champions=champions), target, ScoreHistory.of(settings))
-        done = precompute_answers(app, moment.date(), record_history=True)
+        # The features just written are scored from memory, not read back.
+        done = precompute_answers(app, moment.date(), record_history=True, written=written)
     console.print(f"[green]{plural(sum(done.values()), 'answer')}[/] precomputed for {moment.date()} "
                   f"in {time.perf_counter() - started:.1f} s")
 

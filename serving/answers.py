@@ -19,21 +19,20 @@ from the old features. Answers by history are always computed.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
-from serving.feature_store import StoreUnavailable
+from features.rows import FeatureRows
+from serving.feature_store import FeatureStore, MaterialisedDay, StoreUnavailable
 from serving.scoring import ValueBasis
 from training.datasets import TARGETS
 
 logger = logging.getLogger(__name__)
-#: Persons scored per pass: bounded memory, and batches large enough for the models.
-CHUNK_SIZE = 5_000
 
 
 def stale_targets(app: Any, day: date | None = None) -> list[str]:
@@ -54,45 +53,162 @@ def stale_targets(app: Any, day: date | None = None) -> list[str]:
 
 
 def precompute_answers(app: Any, day: date | None = None, targets: list[str] | None = None,
-                       record_history: bool = False) -> dict[str, int]:
+                       record_history: bool = False, written: MaterialisedDay | None = None) -> dict[str, int]:
     """Score and explain everyone stored for ``day`` (default: the latest) with each
     champion and store the answers; returns the answers stored per target. With
     ``record_history`` (a day being materialised), each score is also a point of the
-    score history for that day, as ``radar score`` records them."""
+    score history for that day, as ``radar score`` records them.
+
+    ``written`` is the day just materialised (``materialize_day``): its features are
+    scored from memory rather than read back from the store, once a sample of them is
+    checked to read exactly as the store gives them (else they are read back)."""
     store = app.store
-    day = day or store.days()[-1]
+    day = day or (written.as_of if written is not None else store.days()[-1])
+    if written is not None and written.as_of != day:
+        raise ValueError(f"the features in memory are of {written.as_of}, not of {day}")
     targets = [t for t in (targets or TARGETS) if t in app.models.champions]
     k = app.settings.serving.precomputed_top_k
+    size = app.settings.serving.precompute_chunk_rows
     moment = pd.Timestamp(day)
-    people = store.person_ids(day)
+    source = _Source(store, day, written)
+    basis = ValueBasis.stored(source.population)
     payloads: dict[str, list[tuple[str, str]]] = {t: [] for t in targets}
-    points: list[dict[str, Any]] = []
-    for start in range(0, len(people), CHUNK_SIZE):
-        found = store.read_rows(people[start:start + CHUNK_SIZE], day)
-        basis = ValueBasis.stored(found.population)
+    points: list[pd.DataFrame] = []
+    for start in range(0, source.n, size):
+        rows, eligible = source.chunk(start, start + size)
         for target in targets:
-            applies = found.eligible[target]
+            applies = eligible[target]
             if not applies.any():
                 continue
             deals = None
             if target == "time_to_close":
-                deals = store.read_deals(day, found.rows.take(np.flatnonzero(applies)))
-            grouped: dict[str, list[dict[str, Any]]] = {}
-            for record in app.target_records(target, found.rows, applies, moment, k, basis, deals):
-                grouped.setdefault(record["person_id"], []).append(record)
-                if record_history:
-                    points.append({"person_id": record["person_id"], "target": target, "score": record["score"],
-                                   "deal_id": record.get("deal_id"), "probability": record["probability"],
-                                   "model_version": record["model_version"]})
-            # A person the target applies to without an answer (no open deal left) is kept
-            # as an empty list, so the set stays complete and is read, not recomputed.
-            for pid in dict.fromkeys(found.rows.ids[applies].tolist()):
-                payloads[target].append((pid, json.dumps(grouped.get(pid, []), default=_plain)))
+                deals = store.read_deals(day, rows.take(np.flatnonzero(applies)))
+            records = app.target_records(target, rows, applies, moment, k, basis, deals)
+            payloads[target] += _payloads(records, rows.ids[applies])
+            if record_history and records:
+                points.append(_points(records, target))
     for target in targets:
         store.write_answers(day, target, app.models.champions[target].version, k, payloads[target])
     if record_history and app.history is not None and points:
-        app.history.record(pd.DataFrame(points), day)
+        app.history.record(pd.concat(points, ignore_index=True), day)
     return {t: len(p) for t, p in payloads.items()}
+
+
+def _payloads(records: list[dict[str, Any]], people: np.ndarray) -> list[tuple[str, str]]:
+    """Each person's answers of one target as (person_id, JSON text), in ``people`` order.
+    A person the target applies to without an answer (no open deal left) gets an empty
+    list, so the set stays complete and is read, not recomputed. The text is orjson's: the
+    values read back (``json.loads``) are exactly the records (floats are written in
+    their shortest exact form, as ``json`` writes them)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(record["person_id"], []).append(record)
+    dumps = orjson.dumps
+    return [(pid, dumps(grouped.get(pid, []), default=_plain).decode()) for pid in dict.fromkeys(people.tolist())]
+
+
+def _points(records: list[dict[str, Any]], target: str) -> pd.DataFrame:
+    """The score history's points of one target's answers."""
+    return pd.DataFrame({
+        "person_id": [r["person_id"] for r in records], "target": target,
+        "score": [r["score"] for r in records], "deal_id": [r.get("deal_id") for r in records],
+        "probability": [r["probability"] for r in records], "model_version": [r["model_version"] for r in records],
+    })
+
+
+class _Source:
+    """Where the rows of the day to precompute come from: the features just written, when
+    they read as the store gives them, else the store."""
+
+    #: Rows compared with the store before the features in memory are trusted.
+    CHECKED_ROWS = 64
+
+    def __init__(self, store: FeatureStore, day: date, written: MaterialisedDay | None) -> None:
+        self.store, self.day = store, day
+        self.population = store.read_rows([], day).population
+        self.memory = StoredForm(written) if written is not None else None
+        if self.memory is not None and not self._reads_as_stored(self.memory):
+            self.memory = None
+        self.people = [] if self.memory is not None else store.person_ids(day)
+        self.n = len(self.memory) if self.memory is not None else len(self.people)
+
+    def chunk(self, start: int, stop: int) -> tuple[FeatureRows, dict[str, np.ndarray]]:
+        if self.memory is not None:
+            return self.memory.rows(np.arange(start, min(stop, self.n)))
+        found = self.store.read_rows(self.people[start:stop], self.day)
+        return found.rows, found.eligible
+
+    def _reads_as_stored(self, memory: StoredForm) -> bool:
+        n = len(memory)
+        at = np.unique(np.linspace(0, n - 1, min(self.CHECKED_ROWS, n)).astype(np.int64))
+        ours, our_eligible = memory.rows(at)
+        found = self.store.read_rows(ours.ids.tolist(), self.day)
+        theirs = {pid: i for i, pid in enumerate(found.rows.ids.tolist())}
+        for j, pid in enumerate(ours.ids.tolist()):
+            i = theirs.get(pid)
+            if i is None or not _same_row(ours, our_eligible, j, found.rows, found.eligible, i):
+                logger.warning("the features in memory do not read as the store gives them (person %s): "
+                               "precomputing from the store", pid)
+                return False
+        return True
+
+
+class StoredForm:
+    """A day just written, as ``FeatureStore.read_rows`` gives its rows back: numbers as one
+    float block (NaN for missing; -0.0 as 0.0, as SQLite stores it), text as objects with
+    None for missing, and per target whether it applies to each row."""
+
+    def __init__(self, written: MaterialisedDay) -> None:
+        self.features = written.features
+        index = pd.Index(self.features.index.to_numpy(dtype=object), dtype=object)
+        self.ids = index.to_numpy()
+        self.text = [c for c in self.features.columns if not pd.api.types.is_numeric_dtype(self.features[c])]
+        self.numeric = [c for c in self.features.columns if c not in self.text]
+        # Flags by position, once: looking a chunk's ids up in each population again
+        # costs more than scoring them.
+        self.eligible = {}
+        for target in TARGETS:
+            flags = np.zeros(len(index), dtype=bool)
+            people = written.eligible.get(target)
+            if people is not None and len(people):
+                at = index.get_indexer(pd.Index(np.asarray(people, dtype=object), dtype=object))
+                flags[at[at >= 0]] = True
+            self.eligible[target] = flags
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def rows(self, positions: np.ndarray) -> tuple[FeatureRows, dict[str, np.ndarray]]:
+        """The rows at ``positions``, and per target whether it applies to each."""
+        frame = self.features.iloc[positions]
+        block = frame[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan) + 0.0
+        at = {c: j for j, c in enumerate(self.numeric)}
+        columns = {}
+        for c in frame.columns:
+            if c in at:
+                columns[c] = block[:, at[c]]
+            else:
+                values = frame[c].astype(object).to_numpy()
+                columns[c] = np.where(pd.isna(values), None, values)
+        return FeatureRows(self.ids[positions], columns), {t: f[positions] for t, f in self.eligible.items()}
+
+
+def _same_row(ours: FeatureRows, our_eligible: dict[str, np.ndarray], j: int, stored: FeatureRows,
+              stored_eligible: dict[str, np.ndarray], i: int) -> bool:
+    """Whether row ``j`` in memory is the stored row ``i``: the same columns, numbers equal
+    to the bit, text of the same type and value, the same targets."""
+    if ours.names != stored.names or any(bool(our_eligible[t][j]) != bool(stored_eligible[t][i]) for t in TARGETS):
+        return False
+    for name in ours.names:
+        a, b = ours.column(name)[j : j + 1], stored.column(name)[i : i + 1]
+        if a.dtype != b.dtype:
+            return False
+        if a.dtype == np.float64:
+            if a.view(np.int64)[0] != b.view(np.int64)[0] and not (np.isnan(a[0]) and np.isnan(b[0])):
+                return False
+        elif type(a[0]) is not type(b[0]) or a[0] != b[0]:
+            return False
+    return True
 
 
 def refresh_answers(app: Any) -> dict[str, int]:

@@ -642,7 +642,8 @@ def _records(frame: pd.DataFrame) -> list[tuple]:
     for name in frame.columns:
         series = frame[name]
         if pd.api.types.is_numeric_dtype(series):
-            numbers = series.to_numpy(dtype=float, na_value=np.nan)
+            # + 0.0 turns -0.0 into 0.0: SQLite stores it so, and PostgreSQL then reads the same.
+            numbers = series.to_numpy(dtype=float, na_value=np.nan) + 0.0
             values = numbers.astype(object)
             values[np.isnan(numbers)] = None
         else:
@@ -726,15 +727,36 @@ def _loaded(columns: list[str], records: list[tuple], text_columns: list[str]) -
     return features, {t: features.index[mask] for t, mask in eligible.items()}
 
 
+@dataclass
+class MaterialisedDay:
+    """A day as it was just written: everyone's features and the persons each target
+    applies to, kept so the answers precomputed next need not read them back."""
+
+    as_of: date
+    features: pd.DataFrame
+    eligible: dict[str, pd.Index]
+    #: Persons stored (``FeatureStore.write``'s count).
+    persons: int
+
+
 def materialize(
     data: CRMData, as_of: pd.Timestamp, settings: Settings, store: FeatureStore, features: pd.DataFrame | None = None
 ) -> int:
     """Store everyone's features as of a day (built with the training pipeline unless given,
     e.g. by ``radar features`` which has just built them) and the targets that apply."""
+    return materialize_day(data, as_of, settings, store, features).persons
+
+
+def materialize_day(
+    data: CRMData, as_of: pd.Timestamp, settings: Settings, store: FeatureStore, features: pd.DataFrame | None = None
+) -> MaterialisedDay:
+    """:func:`materialize`, returning what was written rather than how many persons."""
     from serving.scoring import eligible
 
     if features is None:
         features = build_features(data, as_of, settings.features)
     populations = {t: eligible(t, data, features, as_of, settings) for t in TARGETS}
     deals = build_deal_features(data, as_of, settings.features, person_features=features.loc[populations["time_to_close"]])
-    return store.write(features, populations, pd.Timestamp(as_of).date(), deals, source_ids(data, as_of))
+    day = pd.Timestamp(as_of).date()
+    persons = store.write(features, populations, day, deals, source_ids(data, as_of))
+    return MaterialisedDay(day, features, populations, persons)

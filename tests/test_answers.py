@@ -3,18 +3,23 @@ store and in a PostgreSQL one alike."""
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from features.pipeline import build_features
 from radar.config import Settings
-from serving.answers import precompute_answers, refresh_answers, stale_targets
+from training.datasets import TARGETS
+from serving.answers import StoredForm, _Source, _same_row, precompute_answers, refresh_answers, stale_targets
 from serving.app import ScoringApp
-from serving.feature_store import FeatureStore, default_store_path, materialize
+from serving.feature_store import FeatureStore, default_store_path, materialize, materialize_day
 from serving.model_store import LoadedModels
 from serving.schemas import ScoreRequest
 from serving.scoring import Champion, load_champions
@@ -56,8 +61,9 @@ def copied(request: pytest.FixtureRequest, precomputed: tuple, tmp_path: Path) -
 
 
 def _app(settings: Settings, store: FeatureStore, champions: dict[str, Champion], precompute: bool = True,
-         top_k: int = 5) -> ScoringApp:
-    serving = settings.serving.model_copy(update={"precompute_answers": precompute, "precomputed_top_k": top_k})
+         top_k: int = 5, chunk_rows: int | None = None) -> ScoringApp:
+    chunk = {"precompute_chunk_rows": chunk_rows} if chunk_rows else {}
+    serving = settings.serving.model_copy(update={"precompute_answers": precompute, "precomputed_top_k": top_k, **chunk})
     return ScoringApp(settings.model_copy(update={"serving": serving}), LoadedModels(champions=champions), store)
 
 
@@ -145,3 +151,57 @@ def test_by_history_the_population_figures_are_read_from_either_store(copied, tr
     assert [s.expected_value for s in here.scores if s.expected_value is not None]
     reference = _app(settings, FeatureStore(default_store_path(settings)), champions).score(request)
     assert here.model_dump_json() == reference.model_dump_json()
+
+
+def _every_answer(store: FeatureStore) -> dict[tuple[str, str], object]:
+    day = store.days()[-1]
+    found = store.read_answers(day, list(TARGETS), store.person_ids(day))
+    return {(t, pid): json.loads(text) for t, answers in found.items() for pid, text in answers.items()}
+
+
+def test_answers_from_the_features_just_written_are_those_read_back(copied, trained, monkeypatch) -> None:
+    """Materialising scores the day from memory (no read back of every row), and every
+    stored answer is the one precomputed from the store."""
+    settings, store = copied
+    _, data, as_of = trained
+    expected = _every_answer(store)
+    written = materialize_day(data, as_of, settings, store)
+    assert _every_answer(store) == {}
+    asked: list[int] = []
+    original = FeatureStore.read_rows
+    monkeypatch.setattr(FeatureStore, "read_rows", lambda self, ids, *a: asked.append(len(ids)) or original(self, ids, *a))
+    # In passes of 1,000 here, at once in the answers read back: a pass's size changes nothing.
+    assert len(written.features) > 2_000
+    done = precompute_answers(_app(settings, store, load_champions(settings), chunk_rows=1_000), written=written)
+    # The population figures and the sample checked against the store; nothing else.
+    assert asked == [0, _Source.CHECKED_ROWS]
+    assert sum(done.values()) == len(expected)
+    assert _every_answer(store) == expected
+
+
+def test_features_in_memory_read_exactly_as_the_store_gives_them(copied, trained) -> None:
+    """Every row of the day in memory equals its stored row (a -0.0 reads as 0.0, as SQLite
+    keeps it); a frame that does not (another value than was written) is read back instead."""
+    _, data, as_of = trained
+    settings, store = copied
+    features = build_features(data, as_of, settings.features)
+    number = next(c for c in features.columns if features[c].dtype == np.float64)
+    features.iloc[0, features.columns.get_loc(number)] = -0.0
+    written = materialize_day(data, as_of, settings, store, features=features)
+    memory = StoredForm(written)
+    ours, our_eligible = memory.rows(np.arange(len(memory)))
+    found = store.read_rows(ours.ids.tolist(), written.as_of)
+    at = {pid: i for i, pid in enumerate(found.rows.ids.tolist())}
+    assert len(at) == len(memory) and found.missing == []
+    assert all(_same_row(ours, our_eligible, j, found.rows, found.eligible, at[pid])
+               for j, pid in enumerate(ours.ids.tolist()))
+    assert np.signbit(ours.column(number)[0]) == np.signbit(found.rows.column(number)[at[ours.ids[0]]]) == False  # noqa: E712
+    assert _Source(store, written.as_of, written).memory is not None
+    changed = written.features.copy()
+    changed.iloc[-1, changed.columns.get_loc(number)] += 1.0
+    with pytest.MonkeyPatch.context() as patch:
+        messages: list[str] = []
+        patch.setattr(logging.getLogger("serving.answers"), "warning", lambda msg, *a: messages.append(msg % a))
+        source = _Source(store, written.as_of, type(written)(written.as_of, changed, written.eligible, written.persons))
+    assert source.memory is None and source.n == len(memory)
+    assert messages and str(ours.ids[-1]) in messages[0]

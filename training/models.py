@@ -140,8 +140,10 @@ class InputLayout:
             if len(values) <= self.SMALL_BATCH:
                 codes = np.array([lookup.get(v, -1) for v in values.tolist()], dtype=np.int64)
             else:
-                # Equality on objects, as align_categories compares: "5" is not 5.
-                codes = categories.get_indexer(values)
+                # Equality on objects, as align_categories compares: "5" is not 5. The values
+                # as an object Index: a bare array is first inferred as a string column and
+                # converted back, which costs several times the lookup itself.
+                codes = categories.get_indexer(pd.Index(values, dtype=object))
             out[:, j] = np.where(codes < 0, np.nan, codes)
         return out
 
