@@ -35,11 +35,22 @@ def source_ids(data: CRMData, as_of: pd.Timestamp) -> pd.DataFrame:
     parts = {}
     for column in ID_COLUMNS:
         known = _dated_ids(data, column, as_of)
-        grouped = known.groupby("person_id", sort=True)["id"]
-        parts[column] = grouped.last()
-        parts[f"{column}s"] = grouped.agg(lambda ids: SEPARATOR.join(dict.fromkeys(ids)))
+        parts[column] = known.groupby("person_id", sort=True)["id"].last()
+        parts[f"{column}s"] = _joined(known)
     frame = pd.DataFrame(parts).reindex(columns=[*ID_COLUMNS, *LIST_COLUMNS])
     return frame.astype(object).rename_axis("person_id")
+
+
+def _joined(known: pd.DataFrame) -> pd.Series:
+    """Each person's distinct ids in the order of ``known``, joined by the separator: one
+    slice of a list per person rather than a pandas group (a day has one per person)."""
+    distinct = known.drop_duplicates(["person_id", "id"]).sort_values("person_id", kind="stable")
+    people = distinct["person_id"].to_numpy(dtype=object)
+    ids = distinct["id"].tolist()
+    starts = [0] + [i for i in range(1, len(people)) if people[i] != people[i - 1]] if len(people) else []
+    ends = starts[1:] + [len(ids)]
+    return pd.Series([SEPARATOR.join(ids[a:b]) for a, b in zip(starts, ends)],
+                     index=pd.Index(people[starts], dtype=object, name="person_id"), dtype=object)
 
 
 def _dated_ids(data: CRMData, column: str, as_of: pd.Timestamp) -> pd.DataFrame:

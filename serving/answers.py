@@ -100,11 +100,14 @@ def _payloads(records: list[dict[str, Any]], people: np.ndarray) -> list[tuple[s
     list, so the set stays complete and is read, not recomputed. The text is orjson's: the
     values read back (``json.loads``) are exactly the records (floats are written in
     their shortest exact form, as ``json`` writes them)."""
+    dumps = orjson.dumps
+    wanted = people.tolist()
+    if [r["person_id"] for r in records] == wanted:  # one answer a person (all but time to close)
+        return [(pid, dumps([r], default=_plain).decode()) for pid, r in zip(wanted, records)]
     grouped: dict[str, list[dict[str, Any]]] = {}
     for record in records:
         grouped.setdefault(record["person_id"], []).append(record)
-    dumps = orjson.dumps
-    return [(pid, dumps(grouped.get(pid, []), default=_plain).decode()) for pid in dict.fromkeys(people.tolist())]
+    return [(pid, dumps(grouped.get(pid, []), default=_plain).decode()) for pid in dict.fromkeys(wanted)]
 
 
 def _points(records: list[dict[str, Any]], target: str) -> pd.DataFrame:
