@@ -71,7 +71,6 @@ def fix_keys(bits: np.ndarray, person: np.ndarray, ident: Identity) -> np.ndarra
 
 def _phone_variant(rng: np.random.Generator, country: np.ndarray, national_ok: bool) -> np.ndarray:
     """Phone layout per row; foreign numbers outside the leads table are international."""
-    n = len(country)
     intl = PHONE_VARIANT_P[:PHONE_INTERNATIONAL] / PHONE_VARIANT_P[:PHONE_INTERNATIONAL].sum()
     probs = np.vstack([np.concatenate([intl, np.zeros(len(PHONE_VARIANT_P) - PHONE_INTERNATIONAL)]), PHONE_VARIANT_P])
     allowed = (country == GB) | national_ok
