@@ -8,7 +8,6 @@ raise :class:`ApiError`, which the service turns into a JSON answer with its sta
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import defaultdict
@@ -19,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 from sqlalchemy.exc import OperationalError
 
@@ -176,12 +176,17 @@ class ScoringApp:
             raise ApiError(422, "by person_id, as_of must be a materialised day (YYYY-MM-DD)", field="as_of")
         try:
             unknown = {j.position: self._find_person(j, as_of) for j in jobs if j.request.person_id is None}
-            found = self.store.read_rows([j.key for j in jobs], as_of.date() if as_of else None)
+            keys = [j.key for j in jobs]  # those asked by a CRM id now hold its person's
+            # Who is stored and which targets apply first: when every answer asked for is
+            # precomputed, the features themselves are never read.
+            found = self.store.read_rows(keys, as_of.date() if as_of else None, features=False)
         except UnknownDay as err:
             raise ApiError(404, str(err), field="as_of", detail=f"materialised days: {self._days()}") from None
-        ids = self.store.read_ids(found.as_of, [j.key for j in jobs])
-        moment = pd.Timestamp(found.as_of)
         stored = self._stored_answers(found, targets, top_k)
+        if not self._covered(found, targets, stored):
+            found = self.store.read_rows(keys, found.as_of)
+        ids = self.store.read_ids(found.as_of, keys)
+        moment = pd.Timestamp(found.as_of)
         deals = None
         if "time_to_close" in targets and "time_to_close" not in stored and found.eligible["time_to_close"].any():
             deals = self.store.read_deals(found.as_of, found.rows.take(np.flatnonzero(found.eligible["time_to_close"])))
@@ -276,8 +281,14 @@ class ScoringApp:
             return {}
         people = list(dict.fromkeys(p for wanted in usable.values() for p in wanted))
         payloads = self.store.read_answers(found.as_of, list(usable), people)
-        return {target: {pid: json.loads(payloads[target][pid]) for pid in wanted}
+        return {target: {pid: orjson.loads(payloads[target][pid]) for pid in wanted}
                 for target, wanted in usable.items() if all(pid in payloads[target] for pid in wanted)}
+
+    def _covered(self, found: StoredPeople, targets: list[str], stored: dict[str, Any]) -> bool:
+        """Whether every target asked for that applies to someone found is answered from
+        ``stored``: then nothing needs computing, and no feature needs reading."""
+        return all(t in stored for t in targets
+                   if t in self.models.champions and t in found.eligible and found.eligible[t].any())
 
     def _answer(self, job: _Job, as_of: pd.Timestamp, targets: list[str], scores: dict[str, list[dict[str, Any]]],
                 known: np.ndarray, unknown_message: str, ids: dict[str, dict[str, list[str]]]) -> PersonScores:

@@ -244,13 +244,16 @@ class FeatureStore:
         eligible = {t: features.index[mask] for t, mask in found.eligible.items()}
         return StoredRows(found.as_of, features, eligible, found.population, found.missing)
 
-    def read_rows(self, person_ids: list[str], as_of: date | None = None) -> StoredPeople:
+    def read_rows(self, person_ids: list[str], as_of: date | None = None, features: bool = True) -> StoredPeople:
         """Rows of the given persons at ``as_of`` (default: the latest day), as arrays: the
-        API's path, which scores a person or two and cannot afford a frame per request."""
+        API's path, which scores a person or two and cannot afford a frame per request.
+        Without ``features``, only who is stored and which targets apply to them: what
+        serving a precomputed answer needs, without reading and decoding every column."""
         day, table, text_columns, population = self._snapshot(as_of)
         wanted = list(dict.fromkeys(person_ids))
         members, params = self._db.members(wanted)
-        columns, records = self._db.read(f'SELECT * FROM "{table}" WHERE person_id {members}', params)
+        picked = "*" if features else f"person_id, {_TARGETS_COLUMN}"
+        columns, records = self._db.read(f'SELECT {picked} FROM "{table}" WHERE person_id {members}', params)
         rows, eligible = _as_rows(columns, records, text_columns)
         found = set(rows.ids.tolist())
         return StoredPeople(day, rows, eligible, population, [p for p in wanted if p not in found])

@@ -89,18 +89,26 @@ def test_a_precomputed_answer_is_byte_for_byte_the_computed_one(copied, precompu
         for top_k in (0, 5):
             request = ScoreRequest(person_id=person, top_k=top_k)
             answers[(person, top_k)] = computing.score(request).model_dump_json()
-    # Reading must not compute anything: every target of every person comes from the store.
+    # Reading must not compute anything: every target of every person comes from the store,
+    # and no feature is read (only who is stored and which targets apply).
     monkeypatch.setattr(ScoringApp, "target_records", lambda *a, **k: (_ for _ in ()).throw(_Computing()))
+    reads: list[bool] = []
+    original = FeatureStore.read_rows
+    monkeypatch.setattr(FeatureStore, "read_rows",
+                        lambda self, ids, day=None, features=True: reads.append(features) or original(self, ids, day, features))
     for (person, top_k), expected in answers.items():
         assert stored.score(ScoreRequest(person_id=person, top_k=top_k)).model_dump_json() == expected, (person, top_k)
+    assert reads == [False] * len(answers)
     one = next(iter(answers))[0]
     cut = stored.score(ScoreRequest(person_id=one, targets=["purchase_probability"]))
     assert [s.target for s in cut.scores] == ["purchase_probability"] and len(cut.scores[0].reasons) <= 5
     # Another number of reasons than were stored: computed (the top 3 are not always the
     # first 3 of the top 5: reasons that say the same thing are merged among 2 × k candidates).
     for top_k in (3, 6):
+        reads.clear()
         with pytest.raises(_Computing):
             stored.score(ScoreRequest(person_id=one, targets=["purchase_probability"], top_k=top_k))
+        assert reads == [False, True]  # the features are read for what is computed
 
 
 def test_answers_of_another_champion_version_are_never_served(copied, monkeypatch) -> None:
