@@ -17,6 +17,8 @@ The store is a SQLAlchemy database: a SQLite file in the work dir by default, or
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -82,6 +84,9 @@ class ScoreHistory:
         # switching its connection's mode back and forth costs more than the read.
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else self.engine
         self._table_made = False
+        self._previous_sqls: dict[tuple[int, int], str] = {}
+        self._sqlite_path = address.database if address.get_backend_name() == "sqlite" else None
+        self._local = threading.local()
 
     @classmethod
     def of(cls, settings: Settings) -> "ScoreHistory":
@@ -134,15 +139,45 @@ class ScoreHistory:
         """The latest score before ``day`` of each (person, target, deal), in order; None
         where none was recorded. :meth:`previous` for the few rows of an API call, every
         target in one query."""
-        latest: dict[tuple[str, str, str], tuple[date, int]] = {}
-        with self._db(reading=True).connect() as conn:
-            found = conn.execute(_PREVIOUS_OF, {"targets": sorted({k[1] for k in keys}), "day": day,
-                                                "people": sorted({k[0] for k in keys})})
-            for person, target, deal, when, score in found:
-                key = (person, target, deal)
-                if key not in latest or when > latest[key][0]:
-                    latest[key] = (when, int(score))
+        latest: dict[tuple[str, str, str], tuple[Any, int]] = {}
+        targets, people = sorted({k[1] for k in keys}), sorted({k[0] for k in keys})
+        found = self._read(self._previous_sql(len(targets), len(people)), (*targets, self._day_value(day), *people))
+        # ``when`` is the driver's own value (ISO text in SQLite): only compared here.
+        for person, target, deal, when, score in found:
+            key = (person, target, deal)
+            if key not in latest or when > latest[key][0]:
+                latest[key] = (when, int(score))
         return [latest[k][1] if k in latest else None for k in keys]
+
+    def _previous_sql(self, n_targets: int, n_people: int) -> str:
+        """:meth:`previous_of`'s query as the driver's own SQL, made once per shape: an API
+        call's few rows cannot afford SQLAlchemy compiling and expanding a statement per
+        call (it cost more than running it)."""
+        shape = (n_targets, n_people)
+        if shape not in self._previous_sqls:
+            mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+            targets, people = ", ".join([mark] * n_targets), ", ".join([mark] * n_people)
+            self._previous_sqls[shape] = (f"SELECT person_id, target, deal_id, day, score FROM {POINTS.name} "
+                                          f"WHERE target IN ({targets}) AND day < {mark} AND person_id IN ({people})")
+        return self._previous_sqls[shape]
+
+    def _read(self, sql: str, params: tuple) -> list[tuple]:
+        """Rows of a query in the driver's SQL. A SQLite file is read through one plain
+        connection per thread, as the feature store reads it: a pooled SQLAlchemy
+        connection's checkout and result cost several times the read itself."""
+        if self._sqlite_path is None:
+            with self._db(reading=True).connect() as conn:
+                return conn.exec_driver_sql(sql, params).fetchall()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self._db()  # the table exists before the first read
+            # Autocommit: a SELECT opens no transaction, so an idle reader never holds the file.
+            conn = self._local.conn = sqlite3.connect(self._sqlite_path, isolation_level=None)
+        return conn.execute(sql, params).fetchall()
+
+    def _day_value(self, day: date) -> Any:
+        """A day as the driver compares it with the stored ones (SQLite keeps ISO text)."""
+        return day.isoformat() if self._sqlite_path is not None else day
 
     def series(self, person_ids: Iterable[str], target: str | None = None) -> pd.DataFrame:
         """Every recorded point of these people (optionally one target), oldest first."""
@@ -162,13 +197,6 @@ class ScoreHistory:
         out["score_change"] = (pd.to_numeric(out["score"]) - previous).astype("Int64")
         out["trend"] = trend_of(out["score_change"].astype(float), min_change)
         return out
-
-
-#: :meth:`ScoreHistory.previous_of`'s query, built once: building it per API call cost more
-#: than running it.
-_PREVIOUS_OF = sa.select(POINTS.c.person_id, POINTS.c.target, POINTS.c.deal_id, POINTS.c.day, POINTS.c.score).where(
-    POINTS.c.target.in_(sa.bindparam("targets", expanding=True)), POINTS.c.day < sa.bindparam("day"),
-    POINTS.c.person_id.in_(sa.bindparam("people", expanding=True)))
 
 
 def _upsert(dialect: str) -> Any:

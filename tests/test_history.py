@@ -50,6 +50,31 @@ def test_previous_score_is_the_latest_point_before_the_day(tmp_path: Path) -> No
     assert pd.isna(first["previous_score"].iloc[0]) and first["trend"].iloc[0] == "new"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_api_calls_previous_scores_match_the_tables_on_either_store(backend: str, request, tmp_path: Path) -> None:
+    """:meth:`ScoreHistory.previous_of` (the API's read, in the driver's own SQL) gives the
+    same previous scores as :meth:`ScoreHistory.previous` (the tables' read), in SQLite and
+    in PostgreSQL: every target in one query, a deal its own series, nothing of the day."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_server").create_database(f"history_{tmp_path.name[-20:]}".lower())
+    history = ScoreHistory(url)
+    history.record(points([40]), date(2026, 1, 1))
+    history.record(points([55]), date(2026, 2, 1))
+    history.record(points([10], deal="D9"), date(2026, 2, 1))
+    history.record(points([70], person="P2").assign(target="purchase_probability"), date(2026, 1, 15))
+    history.record(points([99]), date(2026, 3, 1))  # the day itself is never its own previous
+    keys = [("P1", "lead_quality", ""), ("P1", "lead_quality", "D9"), ("P2", "purchase_probability", ""),
+            ("P2", "lead_quality", ""), ("P3", "lead_quality", "")]
+    for day in (date(2026, 3, 1), date(2026, 2, 1), date(2026, 1, 1)):
+        frame = pd.DataFrame(keys, columns=["person_id", "target", "deal_id"])
+        expected = [None if pd.isna(v) else int(v) for v in history.previous(frame, day)]
+        assert history.previous_of(keys, day) == expected
+    assert history.previous_of(keys, date(2026, 3, 1)) == [55, 10, 70, None, None]
+    assert history.previous_of(keys[:1], date(2026, 2, 1)) == [40]
+
+
 def test_two_score_runs_on_different_days_give_the_trend_in_the_file_the_api_and_history(
     trained, world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
