@@ -134,11 +134,15 @@ class FeatureStore:
         self.shown = display_url(url) if url else str(self.path)
         self._db: _Database = (_Postgres(url, self.shown, connect_timeout) if url
                                else _SQLite(self.path))  # type: ignore[arg-type]
+        self._found = False
 
     def exists(self) -> bool:
         """Whether there is a store to read: the SQLite file exists; a database always is
-        (an empty one answers :class:`UnknownDay`)."""
-        return self.path is None or self.path.is_file()
+        (an empty one answers :class:`UnknownDay`). A file once found is not looked for
+        again: every request asks, and the look costs a system call."""
+        if not self._found:
+            self._found = self.path is None or self.path.is_file()
+        return self._found
 
     def close(self) -> None:
         """Close this thread's SQLite connection, or every pooled PostgreSQL connection."""
