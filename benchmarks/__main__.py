@@ -11,7 +11,9 @@ In order, each in its own Python process (so one's memory never counts in anothe
    peak RSS at each size, and the growth factor between sizes;
 3. training (``benchmarks.train_bench``): all four targets on 100 k customers × 12 snapshots;
 4. batch scoring (``benchmarks.batch_bench``): everyone, all four targets, top-5 reasons;
-5. HTTP (``benchmarks.http_bench``): one person by id with top-5 reasons, one target and
+5. materialising a day (``benchmarks.materialise_bench``): features into the online store
+   and every person's answer precomputed, on the scoring world's champions;
+6. HTTP (``benchmarks.http_bench``): one person by id with top-5 reasons, one target and
    all targets, at 1, 8 and 32 clients, against the minimal reference service.
 
 Each section names the machine (cores, memory, load average), the size and the exact
@@ -43,13 +45,14 @@ class Plan:
     http_seconds: float
     http_clients: str
     http_rounds: int
+    materialise_repeats: int
 
 
 FULL = Plan(
-    (100_000, 1_000_000), (10_000, 100_000, 1_000_000), (100_000, 12), 100_000, 12, 10.0, "1,8,32", 3
+    (100_000, 1_000_000), (10_000, 100_000, 1_000_000), (100_000, 12), 100_000, 12, 10.0, "1,8,32", 3, 3
 )
 #: The smoke run: the benchmark smoke tests' size, so the test suite trains that world once.
-QUICK = Plan((2_000,), (2_000,), (2_000, 3), 2_000, 3, 2.0, "1,8", 1)
+QUICK = Plan((2_000,), (2_000,), (2_000, 3), 2_000, 3, 2.0, "1,8", 1, 1)
 
 
 def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
@@ -62,6 +65,7 @@ def steps(plan: Plan, cache_dir: Path, doc: Path) -> list[list[str]]:
         ["benchmarks.train_bench", "--customers", str(plan.training[0]), "--snapshots", str(plan.training[1]),
          *common],
         ["benchmarks.batch_bench", *scoring, *common],
+        ["benchmarks.materialise_bench", *scoring, "--repeat", str(plan.materialise_repeats), *common],
         ["benchmarks.http_bench", *scoring, "--duration", str(plan.http_seconds), "--clients", plan.http_clients,
          "--rounds", str(plan.http_rounds), *common],
     ]

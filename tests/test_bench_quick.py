@@ -18,7 +18,7 @@ from benchmarks.command import update_doc
 from training.datasets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("Ingest", "Features", "Training", "Batch scoring", "HTTP")
+SECTIONS = ("Ingest", "Features", "Training", "Batch scoring", "Materialising a day", "HTTP")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,16 @@ def test_batch_scoring_reports_every_target_and_records_per_second(doc: str) -> 
     # The same-run reference: the pred_contrib loop, and Radar's ratio to it.
     ratio = section.split("Radar is ")[1].split("×")[0]
     assert float(ratio) > 0 and "the pred_contrib loop over the same champions and rows" in section
+
+
+def test_materialising_a_day_times_every_stage_and_answers_everyone(doc: str) -> None:
+    section = _section(doc, "Materialising a day")
+    stages = ("features built", "written to the store", "champions loaded from MLflow",
+              "answers precomputed and recorded")
+    seconds = [float(_cells(section, stage)[1]) for stage in stages]
+    assert all(s >= 0 for s in seconds) and sum(seconds) > 0
+    assert "2,000-customer" in section and int(section.split(" people, ")[1].split(" answers")[0].replace(",", "")) > 0
+    assert "Budget at 100,000 customers" in section
 
 
 def test_http_every_case_answered_without_errors(doc: str) -> None:
