@@ -122,7 +122,7 @@ def _settings(folder: Path, snapshots: int):  # type: ignore[no-untyped-def]
 
 def _build(world: Path, folder: Path, snapshots: int) -> dict:
     """Train + register, materialise the latest day; return the facts the load needs."""
-    from benchmarks.materialise_bench import materialise_with_answers
+    from benchmarks.materialise_bench import materialise_timed
     from features.ingest import load_crm
     from features.pipeline import feature_columns
     from serving.feature_store import FeatureStore, default_store_path
@@ -138,8 +138,8 @@ def _build(world: Path, folder: Path, snapshots: int) -> dict:
     as_of = data_span(data)[1].normalize()
     # The day materialised with every answer, as `radar features --materialize` does (timed
     # on its own, in fresh processes, by benchmarks.materialise_bench).
-    _, written, champions = materialise_with_answers(data, as_of, settings, FeatureStore(default_store_path(settings)))
-    features = written.features
+    done = materialise_timed(data, as_of, settings, FeatureStore(default_store_path(settings)))[1]
+    features, champions = done.written.features, done.champions
     champion = champions.get(ONE_TARGET)
     model = getattr(champion.bundle.model, "booster_", None) if champion else None
     if model is None:

@@ -579,30 +579,17 @@ def _print_first_call(folder: Path, scores_file: Path) -> None:
 
 
 def _materialize(data, moment, frame, store: Optional[str], settings: Settings) -> None:
-    from serving.feature_store import materialize_day, open_store
+    from serving.answers import materialize_with_answers
+    from serving.feature_store import open_store
 
     target = open_store(settings, store)
-    written = materialize_day(data, moment, settings, target, features=frame)
-    console.print(f"[green]{plural(written.persons, 'person', 'people')}[/] as of {moment.date()} "
+    with console.status("Materialising the day and precomputing every person's answer for scoring by id..."):
+        done = materialize_with_answers(data, moment, settings, target, features=frame)
+    console.print(f"[green]{plural(done.written.persons, 'person', 'people')}[/] as of {moment.date()} "
                   f"→ feature store {target.shown}")
-    if not settings.serving.precompute_answers:
-        return
-    from serving.answers import precompute_answers
-    from serving.app import ScoringApp
-    from serving.history import ScoreHistory
-    from serving.model_store import LoadedModels
-    from serving.scoring import load_champions
-
-    champions = load_champions(settings)
-    if not champions:  # the first run: the server precomputes once there are champions
-        return
-    started = time.perf_counter()
-    with console.status("Precomputing every person's answer for scoring by id..."):
-        app = ScoringApp(settings, LoadedModels(champions=champions), target, ScoreHistory.of(settings))
-        # The features just written are scored from memory, not read back.
-        done = precompute_answers(app, moment.date(), record_history=True, written=written)
-    console.print(f"[green]{plural(sum(done.values()), 'answer')}[/] precomputed for {moment.date()} "
-                  f"in {time.perf_counter() - started:.1f} s")
+    if done.answers:
+        console.print(f"[green]{plural(sum(done.answers.values()), 'answer')}[/] precomputed for {moment.date()} "
+                      f"in {done.seconds['champions'] + done.seconds['answers']:.1f} s")
 
 
 @app.command()

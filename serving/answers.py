@@ -20,6 +20,9 @@ from the old features. Answers by history are always computed.
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -27,8 +30,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from features.contract import CRMData
 from features.rows import FeatureRows
-from serving.feature_store import FeatureStore, MaterialisedDay, StoreUnavailable
+from radar.config import Settings
+from serving.feature_store import FeatureStore, MaterialisedDay, StoreUnavailable, materialize_day
 from serving.scoring import ValueBasis
 from training.datasets import TARGETS
 
@@ -92,6 +97,47 @@ def precompute_answers(app: Any, day: date | None = None, targets: list[str] | N
     if record_history and app.history is not None and points:
         app.history.record(pd.concat(points, ignore_index=True), day)
     return {t: len(p) for t, p in payloads.items()}
+
+
+@dataclass
+class MaterialisedAnswers:
+    """A day materialised with every answer precomputed, and each stage's wall seconds
+    (``store``, ``champions``: the wait for them once the day is written, ``answers``)."""
+
+    written: MaterialisedDay
+    #: The champions the answers were made by (none loaded when precomputing is off).
+    champions: dict[str, Any]
+    #: Answers stored per target; empty when there is no champion yet or precomputing is off.
+    answers: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def materialize_with_answers(data: CRMData, as_of: pd.Timestamp, settings: Settings, store: FeatureStore,
+                             features: pd.DataFrame | None = None) -> MaterialisedAnswers:
+    """What ``radar features --materialize`` does: the day written to the store, then (when
+    ``serving.precompute_answers`` is on and there are champions) every person's answer
+    precomputed from the features just written and recorded as the day's score history.
+    The champions are loaded from MLflow while the day is written: seconds of imports,
+    registry reads and file reads that need not wait for the store."""
+    from serving.app import ScoringApp
+    from serving.history import ScoreHistory
+    from serving.model_store import LoadedModels
+    from serving.scoring import load_champions
+
+    precompute = settings.serving.precompute_answers
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="radar-champions") as pool:
+        loading = pool.submit(load_champions, settings) if precompute else None
+        started = time.perf_counter()
+        written = materialize_day(data, as_of, settings, store, features=features)
+        stored = time.perf_counter()
+        champions = loading.result() if loading is not None else {}
+        loaded = time.perf_counter()
+    done: dict[str, int] = {}
+    if champions:  # none on the first run: the server precomputes once there are champions
+        app = ScoringApp(settings, LoadedModels(champions=champions), store, ScoreHistory.of(settings))
+        done = precompute_answers(app, written.as_of, record_history=True, written=written)
+    return MaterialisedAnswers(written, champions, done, {"store": stored - started, "champions": loaded - stored,
+                                               "answers": time.perf_counter() - loaded})
 
 
 def _payloads(records: list[dict[str, Any]], people: np.ndarray) -> list[tuple[str, str]]:

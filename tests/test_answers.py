@@ -17,9 +17,11 @@ import pytest
 from features.pipeline import build_features
 from radar.config import Settings
 from training.datasets import TARGETS
-from serving.answers import StoredForm, _Source, _same_row, precompute_answers, refresh_answers, stale_targets
+from serving.answers import (StoredForm, _Source, _same_row, materialize_with_answers, precompute_answers,
+                             refresh_answers, stale_targets)
 from serving.app import ScoringApp
 from serving.feature_store import FeatureStore, default_store_path, materialize, materialize_day
+from serving.history import ScoreHistory
 from serving.model_store import LoadedModels
 from serving.schemas import ScoreRequest
 from serving.scoring import Champion, load_champions
@@ -185,6 +187,25 @@ def test_answers_from_the_features_just_written_are_those_read_back(copied, trai
     assert asked == [0, _Source.CHECKED_ROWS]
     assert sum(done.values()) == len(expected)
     assert _every_answer(store) == expected
+
+
+def test_materialising_with_answers_writes_the_day_every_answer_and_the_days_history(copied, trained,
+                                                                                    tmp_path) -> None:
+    """What `radar features --materialize` runs: the day, then every answer (the champions
+    loaded while the day is written) equal to those precomputed from the store, each score
+    recorded as a point of that day; with precomputing off, the day alone."""
+    settings, store = copied
+    _, data, as_of = trained
+    expected = _every_answer(store)
+    mine = settings.model_copy(update={"work_dir": tmp_path, "mlflow_tracking_uri": settings.tracking_uri})
+    done = materialize_with_answers(data, as_of, mine, store)
+    assert set(done.champions) == set(load_champions(settings)) and set(done.seconds) == {"store", "champions", "answers"}
+    assert _every_answer(store) == expected and sum(done.answers.values()) == len(expected)
+    points = ScoreHistory.of(mine).series(store.person_ids(done.written.as_of))
+    assert len(points) and set(points["day"].astype(str)) == {done.written.as_of.isoformat()}
+    off = mine.model_copy(update={"serving": mine.serving.model_copy(update={"precompute_answers": False})})
+    again = materialize_with_answers(data, as_of, off, store)
+    assert again.answers == {} and again.champions == {} and _every_answer(store) == {}
 
 
 def test_features_in_memory_read_exactly_as_the_store_gives_them(copied, trained) -> None:
