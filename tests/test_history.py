@@ -73,6 +73,10 @@ def test_an_api_calls_previous_scores_match_the_tables_on_either_store(backend: 
         assert history.previous_of(keys, day) == expected
     assert history.previous_of(keys, date(2026, 3, 1)) == [55, 10, 70, None, None]
     assert history.previous_of(keys[:1], date(2026, 2, 1)) == [40]
+    # A day recorded again replaces its points, on either store.
+    history.record(points([61]), date(2026, 2, 1))
+    assert history.previous_of(keys[:1], date(2026, 3, 1)) == [61]
+    assert history.series(["P1"], "lead_quality").query("deal_id == ''")["score"].tolist() == [40, 61, 99]
 
 
 def test_two_score_runs_on_different_days_give_the_trend_in_the_file_the_api_and_history(
