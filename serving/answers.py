@@ -33,7 +33,7 @@ import pandas as pd
 from features.contract import CRMData
 from features.rows import FeatureRows
 from radar.config import Settings
-from serving.feature_store import FeatureStore, MaterialisedDay, StoreUnavailable, materialize_day
+from serving.feature_store import FeatureStore, MaterialisedDay, StoreUnavailable, eligibility_flags, materialize_day
 from serving.scoring import ValueBasis
 from training.datasets import TARGETS
 
@@ -215,14 +215,7 @@ class StoredForm:
         self.numeric = [c for c in self.features.columns if c not in self.text]
         # Flags by position, once: looking a chunk's ids up in each population again
         # costs more than scoring them.
-        self.eligible = {}
-        for target in TARGETS:
-            flags = np.zeros(len(index), dtype=bool)
-            people = written.eligible.get(target)
-            if people is not None and len(people):
-                at = index.get_indexer(pd.Index(np.asarray(people, dtype=object), dtype=object))
-                flags[at[at >= 0]] = True
-            self.eligible[target] = flags
+        self.eligible = eligibility_flags(index, written.eligible)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -659,9 +659,24 @@ def _records(frame: pd.DataFrame) -> list[tuple]:
     return list(zip(*columns))
 
 
+def eligibility_flags(index: pd.Index, eligible: dict[str, pd.Index]) -> dict[str, np.ndarray]:
+    """Per target, whether it applies to each person of ``index``, by position. Looked up
+    on object indexes: ``isin`` on Arrow text goes through a Python list of every value."""
+    objects = pd.Index(index.to_numpy(dtype=object), dtype=object)
+    flags = {}
+    for target in TARGETS:
+        mask = np.zeros(len(objects), dtype=bool)
+        people = eligible.get(target)
+        if people is not None and len(people):
+            at = objects.get_indexer(pd.Index(np.asarray(people, dtype=object), dtype=object))
+            mask[at[at >= 0]] = True
+        flags[target] = mask
+    return flags
+
+
 def _storable(features: pd.DataFrame, eligible: dict[str, pd.Index]) -> pd.DataFrame:
     """Features with ``person_id`` as a column and the applicable targets as one text column."""
-    flags = pd.DataFrame({t: features.index.isin(eligible.get(t, [])) for t in TARGETS}, index=features.index)
+    flags = pd.DataFrame(eligibility_flags(features.index, eligible), index=features.index)
     # "lead_quality,purchase_probability": built column by column, not person by person.
     joined = pd.Series("", index=features.index, dtype=object)
     for target in TARGETS:
