@@ -117,16 +117,16 @@ def materialize_with_answers(data: CRMData, as_of: pd.Timestamp, settings: Setti
     """What ``radar features --materialize`` does: the day written to the store, then (when
     ``serving.precompute_answers`` is on and there are champions) every person's answer
     precomputed from the features just written and recorded as the day's score history.
-    The champions are loaded from MLflow while the day is written: seconds of imports,
-    registry reads and file reads that need not wait for the store."""
+    The champions are loaded from MLflow and read into TreeSHAP tables while the day is
+    written: seconds of imports, registry and file reads and checks that need not wait for
+    the store."""
     from serving.app import ScoringApp
     from serving.history import ScoreHistory
     from serving.model_store import LoadedModels
-    from serving.scoring import load_champions
 
     precompute = settings.serving.precompute_answers
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="radar-champions") as pool:
-        loading = pool.submit(load_champions, settings) if precompute else None
+        loading = pool.submit(_champions_prepared, settings) if precompute else None
         started = time.perf_counter()
         written = materialize_day(data, as_of, settings, store, features=features)
         stored = time.perf_counter()
@@ -138,6 +138,17 @@ def materialize_with_answers(data: CRMData, as_of: pd.Timestamp, settings: Setti
         done = precompute_answers(app, written.as_of, record_history=True, written=written)
     return MaterialisedAnswers(written, champions, done, {"store": stored - started, "champions": loaded - stored,
                                                "answers": time.perf_counter() - loaded})
+
+
+def _champions_prepared(settings: Settings) -> dict[str, Any]:
+    """The champions, each read into TreeSHAP tables and checked, as the server loads them."""
+    from serving.explain import prepare
+    from serving.scoring import load_champions
+
+    champions = load_champions(settings)
+    for champion in champions.values():
+        prepare(champion.bundle, settings.explain)
+    return champions
 
 
 def _payloads(records: list[dict[str, Any]], people: np.ndarray) -> list[tuple[str, str]]:
