@@ -174,6 +174,11 @@ class ScoringApp:
                            field="person_id")
         if as_of is not None and as_of != datetime(as_of.year, as_of.month, as_of.day):
             raise ApiError(422, "by person_id, as_of must be a materialised day (YYYY-MM-DD)", field="as_of")
+        with self.store.reading():
+            return self._read_and_score(jobs, as_of, targets, top_k)
+
+    def _read_and_score(self, jobs: list[_Job], as_of: datetime | None, targets: list[str],
+                        top_k: int) -> list[PersonScores]:
         try:
             unknown = {j.position: self._find_person(j, as_of) for j in jobs if j.request.person_id is None}
             keys = [j.key for j in jobs]  # those asked by a CRM id now hold its person's

@@ -335,6 +335,11 @@ class FeatureStore:
         that has the lock ``name``, False at once for the others; released on leaving."""
         return self._db.exclusive(name)
 
+    def reading(self) -> Any:
+        """A context whose reads (in this thread) see one state of the store: the few reads
+        of an API call then cannot straddle a day being written again."""
+        return self._db.reading()
+
     def problem(self) -> str | None:
         """Why the store cannot be read now (a database that cannot be reached, a latest day
         whose table is missing), or None; an empty store is no problem."""
@@ -395,6 +400,8 @@ class _Database(Protocol):
 
     def exclusive(self, name: str) -> Any: ...
 
+    def reading(self) -> Any: ...
+
     def close(self) -> None: ...
 
 
@@ -444,6 +451,21 @@ class _SQLite:
     @staticmethod
     def members(values: list[str]) -> tuple[str, list[Any]]:
         return f"IN ({','.join('?' * len(values))})", list(values)
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction: the file is locked for reading once, not once per query
+        (each takes and drops a lock and checks the file again: system calls that cost more
+        than the small reads of an API call), and every read sees the same commit."""
+        conn = self._connection()
+        if conn.in_transaction:  # already inside one (a write's, or an outer read)
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")  # nothing was written: this only ends the read
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:
@@ -586,6 +608,11 @@ class _Postgres:
     def members(values: list[str]) -> tuple[str, list[Any]]:
         # One array parameter: the same statement for any number of ids.
         return "= ANY(?)", [list(values)]
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        # Each read stays its own autocommit round trip: a transaction would add two more.
+        yield
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[bool]:

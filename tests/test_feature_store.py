@@ -3,6 +3,8 @@ SQLite file and from a real PostgreSQL server (``serving.store_url``) alike."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -251,3 +253,30 @@ def test_one_process_at_a_time_has_a_lock_of_the_store(new_store, tmp_path) -> N
             assert again
     finally:
         other.close()
+
+
+def test_the_reads_of_one_api_call_see_one_state_of_a_sqlite_store(world, tmp_path) -> None:
+    """Inside ``reading()`` every read sees the same commit: a day written meanwhile by
+    another process's store waits until the reads are done, then is seen."""
+    settings, data, as_of = world
+    path = tmp_path / "store.sqlite"
+    writer, reader = FeatureStore(path), FeatureStore(path)
+    earlier = as_of - pd.Timedelta(days=30)
+    materialize(data, earlier, settings, writer)
+    written = threading.Event()
+
+    def write() -> None:
+        materialize(data, as_of, settings, writer)
+        written.set()
+
+    with reader.reading():
+        assert reader.days() == [earlier.date()]
+        thread = threading.Thread(target=write)
+        thread.start()
+        time.sleep(1.5)  # the day is built and waits to commit
+        assert not written.is_set() and reader.days() == [earlier.date()]
+        assert reader.read([]).as_of == earlier.date()
+    thread.join(timeout=30)
+    assert written.is_set() and reader.days() == [earlier.date(), as_of.date()]
+    writer.close()
+    reader.close()
