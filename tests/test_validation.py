@@ -60,6 +60,31 @@ def test_plain_iso_dates_read_as_the_full_parser_reads_them(dtype: object) -> No
     assert failed[ISO_EDGES.index("1949-12-31T23:59:59")] and not failed[ISO_EDGES.index("1950-01-01T00:00:00")]
 
 
+def test_plain_iso_dates_read_from_their_digits_match_the_full_parser_on_random_dates() -> None:
+    """Random dates in every plain ISO shape, real and impossible (months 00-13, days 00-32,
+    hours to 24, minutes and seconds to 60, years either side of the plausible range), more
+    rows than one block and shapes mixed within blocks: read as the full parser reads them."""
+    from features.validation import _parse_by_distinct
+
+    rng = np.random.default_rng(7)
+    n = 20_000
+
+    def two(high: int) -> np.ndarray:
+        return np.char.zfill(rng.integers(0, high + 1, n).astype(str), 2)
+
+    year = rng.integers(1940, 2111, n).astype(str)
+    day = np.char.add(np.char.add(np.char.add(np.char.add(year, "-"), two(13)), "-"), two(32))
+    clock = np.char.add(np.char.add(np.char.add(np.char.add(two(24), ":"), two(60)), ":"), two(60))
+    shape = rng.integers(0, 3, n)
+    text = np.where(shape == 0, np.char.add(np.char.add(day, "T"), clock),
+                    np.where(shape == 1, np.char.add(np.char.add(day, " "), clock), day))
+    values = pd.Series(text.tolist(), dtype="str")
+    parsed, failed = parse_datetimes(values, [], dayfirst=False)
+    full, full_failed = _parse_by_distinct(values, [], dayfirst=False)
+    assert parsed.equals(full) and failed.tolist() == full_failed.tolist()
+    assert 0.2 < failed.mean() < 0.9  # both real and impossible dates were drawn
+
+
 def test_dayfirst_for_free_form_dates() -> None:
     parsed, _ = parse_datetimes(pd.Series(["03/04/2024 10:00"]), [], dayfirst=True)
     assert parsed.item() == pd.Timestamp("2024-04-03 10:00")
