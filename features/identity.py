@@ -13,6 +13,7 @@ A contact key seen with too many distinct lead/customer ids (a switchboard, info
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -23,7 +24,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from features.mapping import normalise_label
-from features.phones import parse_phone, parse_phones_in_parallel
+from features.phones import Parsing, parse_phone
 from features.privacy import mask
 from features.validation import text_from_codes
 from radar.config import IdentityConfig
@@ -108,12 +109,25 @@ class PhoneParses:
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
         self._international: dict[str, tuple[str | None, int]] = {}
+        #: Parses under way (see :meth:`submit`), each waited for once.
+        self._pending: list[Callable[[], list[tuple[str | None, int]]]] = []
 
     def parse(self, raw: str, region: str) -> tuple[str | None, int]:
         return self.parse_all([(raw, region)])[0]
 
     def parse_all(self, pairs: list[tuple[str, str]]) -> list[tuple[str | None, int]]:
         """:func:`features.phones.parse_phone` of each (written number, region)."""
+        return self.submit(pairs, here=True)()
+
+    def submit(self, pairs: list[tuple[str, str]], here: bool = False) -> Callable[[], list[tuple[str | None, int]]]:
+        """Start parsing ``pairs`` (in worker processes only, unless ``here``); the returned
+        function waits for the parses, in the order of the pairs.
+
+        Numbers read with their country code that an earlier call parsed are not sent
+        again: earlier parses are waited for first, so that theirs are known.
+        """
+        for earlier in list(self._pending):
+            earlier()
         out: list[tuple[str | None, int] | None] = [None] * len(pairs)
         todo = []
         for i, (raw, region) in enumerate(pairs):
@@ -122,14 +136,23 @@ class PhoneParses:
                 todo.append(i)
             else:
                 out[i] = found
-        parsed = parse_phones_in_parallel([pairs[i] for i in todo], self.workers)
-        for i, result in zip(todo, parsed):
-            out[i] = result
-            raw, region = pairs[i]
-            # National forms are never asked for again: not worth their memory.
-            if not region:
-                self._international[raw] = result
-        return out  # type: ignore[return-value]
+        parsing = Parsing([pairs[i] for i in todo], self.workers, here=here)
+        done: list[list[tuple[str | None, int]]] = []
+
+        def result() -> list[tuple[str | None, int]]:
+            if not done:
+                for i, parsed in zip(todo, parsing.result()):
+                    out[i] = parsed
+                    raw, region = pairs[i]
+                    # National forms are never asked for again: not worth their memory.
+                    if not region:
+                        self._international[raw] = parsed
+                done.append(out)  # type: ignore[arg-type]
+                self._pending.remove(result)
+            return done[0]
+
+        self._pending.append(result)
+        return result
 
 
 def _phone_key(raw: pd.Series) -> pd.Series:
@@ -248,8 +271,12 @@ def _region_codes(frame: pd.DataFrame, default_region: str) -> tuple[np.ndarray,
 
 
 def _phone_column(values: pd.Series, region_codes: np.ndarray, region_names: np.ndarray,
-                  parses: PhoneParses) -> _Column:
-    """Entries are distinct (number, region) pairs; a "+" number ignores the region."""
+                  parses: PhoneParses, here: bool = True) -> Callable[[], _Column]:
+    """Entries are distinct (number, region) pairs; a "+" number ignores the region.
+
+    The numbers are sent to be parsed at once (in worker processes only, unless ``here``);
+    the returned function waits for them and builds the column.
+    """
     codes, uniques = _ordered_codes(values)
     raw = _phone_key(pd.Series(uniques, dtype=object))
     parseable = (raw != "").to_numpy(dtype=bool)
@@ -259,22 +286,37 @@ def _phone_column(values: pd.Series, region_codes: np.ndarray, region_names: np.
     # Numbers with nothing to parse keep their own entry, after the pairs.
     n_regions = len(region_names) + 1
     pair = np.where(present, safe * n_regions + np.where(international[safe], 0, region_codes + 1) if len(uniques) else 0, -1)
+    del safe
     pair_codes, pair_values = _ordered_codes(pd.Series(pair[present], dtype=np.int64))
+    del pair
     number, region = pair_values.astype(np.int64) // n_regions, pair_values.astype(np.int64) % n_regions - 1
     raw_list = raw.to_numpy(dtype=object)
-    parsed = parses.parse_all([(raw_list[n], region_names[r] if r >= 0 else "") for n, r in zip(number, region)])
-    forms = np.asarray([e164 for e164, _ in parsed], dtype=object)
-    out = np.full(len(codes), -1, dtype=np.int32)
-    out[present] = pair_codes
-    bare = (codes >= 0) & ~present
-    out[bare] = len(forms) + codes[bare]
-    valid = np.asarray([f is not None for f in forms], dtype=bool)
-    forms = np.where(valid, forms, np.nan).astype(object)
-    written = np.concatenate([uniques[number], uniques]) if len(uniques) else np.empty(0, dtype=object)
-    all_forms = np.concatenate([forms, np.full(len(uniques), np.nan, dtype=object)])
-    invalid = np.concatenate([~valid, np.zeros(len(uniques), dtype=bool)])
-    shown = np.where(pd.notna(all_forms), all_forms, written)
-    return _Column(out, all_forms, shown, invalid, written)
+    parsing = parses.submit([(raw_list[n], region_names[r] if r >= 0 else "") for n, r in zip(number, region)], here)
+    del raw, raw_list
+
+    def column() -> _Column:
+        parsed = parsing()
+        forms = np.asarray([e164 for e164, _ in parsed], dtype=object)
+        out = np.full(len(codes), -1, dtype=np.int32)
+        out[present] = pair_codes
+        bare = (codes >= 0) & ~present
+        out[bare] = len(forms) + codes[bare]
+        valid = np.asarray([f is not None for f in forms], dtype=bool)
+        forms = np.where(valid, forms, np.nan).astype(object)
+        written = np.concatenate([uniques[number], uniques]) if len(uniques) else np.empty(0, dtype=object)
+        all_forms = np.concatenate([forms, np.full(len(uniques), np.nan, dtype=object)])
+        invalid = np.concatenate([~valid, np.zeros(len(uniques), dtype=bool)])
+        shown = np.where(pd.notna(all_forms), all_forms, written)
+        return _Column(out, all_forms, shown, invalid, written)
+
+    return column
+
+
+def start_phones(frame: pd.DataFrame, default_region: str, parses: PhoneParses) -> Callable[[], _Column]:
+    """Send a person table's phone numbers to be parsed in worker processes while this one
+    goes on (e.g. validating the next table); hand the result to :func:`unify`."""
+    region = default_region.upper()
+    return _phone_column(_raw_column(frame, "phone"), *_region_codes(frame, region), parses, here=False)
 
 
 def _country_column(frame: pd.DataFrame) -> pd.Series | None:
@@ -470,13 +512,16 @@ def _shared_report(shared: dict[str, np.ndarray], uniques: dict[str, pd.Index], 
 
 def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
           default_region: str | None = None,
-          parses: PhoneParses | None = None) -> tuple[dict[str, pd.DataFrame], IdentityReport]:
+          parses: PhoneParses | None = None,
+          phones: dict[str, Callable[[], _Column]] | None = None) -> tuple[dict[str, pd.DataFrame], IdentityReport]:
     """Add ``person_id`` to every person table; e-mails and phones come back normalised.
 
     E-mails become trimmed lower case and phones E.164 where valid; invalid values stay as
     written (nothing is lost) but link nothing. Inputs are not modified. ``person_id``,
     ``email`` and ``phone`` come back as contract text. ``parses`` keeps the numbers parsed
-    here for a later reader of the same load (the contact kinds).
+    here for a later reader of the same load (the contact kinds). ``phones``: per table,
+    its numbers as :func:`start_phones` sent them to be parsed (with the same ``parses``,
+    region and frame), so that they are not parsed again.
     """
     present = [n for n in PERSON_TABLES if n in tables]
     if not present or sum(len(tables[n]) for n in present) == 0:
@@ -491,7 +536,10 @@ def unify(tables: dict[str, pd.DataFrame], config: IdentityConfig,
         columns["lead_id"].append(_id_column(_raw_column(frame, "lead_id")))
         columns["customer_id"].append(_id_column(_raw_column(frame, "customer_id")))
         columns["email"].append(_email_column(_raw_column(frame, "email")))
-        columns["phone"].append(_phone_column(_raw_column(frame, "phone"), *_region_codes(frame, region), parses))
+        started = phones.pop(name, None) if phones else None
+        if started is None:
+            started = _phone_column(_raw_column(frame, "phone"), *_region_codes(frame, region), parses)
+        columns["phone"].append(started())
     keys = _stack_codes(columns)
     component, component_person, report = link(keys, config)
     report.invalid_emails = int((keys.bad["email"] >= 0).sum())

@@ -20,7 +20,7 @@ from features.contact import add_contact_quality
 from features.contract import TABLES, CRMData
 from features.database import display_url, is_database_url
 from features.errors import RadarInputError
-from features.identity import PERSON_TABLES, IdentityReport, PhoneParses, unify
+from features.identity import PERSON_TABLES, IdentityReport, PhoneParses, start_phones, unify
 from features.io import READABLE_SUFFIXES, RawTable, read_table
 from features.mapping import Mapping, load_mapping
 from features.phones import phone_workers
@@ -247,13 +247,14 @@ def load_crm(
         base, source = (path if path.is_dir() else path.parent), str(path)
         raws = _read_all(files, mapping, progress)
     _notify(progress, "Validating against the data contract", 0.45)
-    validated = validate_tables(raws, mapping, base)
+    region = mapping.default_phone_region or settings.identity.default_phone_region
+    parses = PhoneParses(phone_workers(settings.identity.phone_workers))
+    phones: dict[str, Callable] = {}
+    validated = validate_tables(raws, mapping, base, on_table=_phone_starter(phones, region, parses))
     del raws  # the files as read: validation keeps what it needs (raw values of rejects)
     _notify(progress, "Linking identities", 0.75)
     tables = {name: table.data for name, table in validated.items()}
-    region = mapping.default_phone_region or settings.identity.default_phone_region
-    parses = PhoneParses(phone_workers(settings.identity.phone_workers))
-    tables, identity = unify(tables, settings.identity, region, parses)
+    tables, identity = unify(tables, settings.identity, region, parses, phones)
     tables = _to_text(tables)
     if "leads" in tables:
         # From the linked e-mails and phones (E.164 where valid), before any is hashed.
@@ -276,6 +277,20 @@ def load_crm(
         report=report,
         origins={name: t.origins for name, t in validated.items()},
     )
+
+
+def _phone_starter(phones: dict[str, Callable], region: str, parses: PhoneParses) -> Callable[[ValidatedTable], None]:
+    """For validation: start parsing each validated person table's phone numbers.
+
+    They are the slowest part of linking; other processes parse one table's while this
+    one validates the next, and :func:`unify` picks them up from ``phones``.
+    """
+
+    def start(table: ValidatedTable) -> None:
+        if table.name in PERSON_TABLES:
+            phones[table.name] = start_phones(table.data, region, parses)
+
+    return start
 
 
 def _no_database_options(mapping: Mapping, folder: Path) -> None:

@@ -82,35 +82,62 @@ def phone_workers(configured: int) -> int:
 
 
 def parse_phones_in_parallel(pairs: Sequence[tuple[str, str]], workers: int) -> list[tuple[str | None, int]]:
-    """:func:`parse_phones` split over ``workers`` processes (this one included).
+    """:func:`parse_phones` split over ``workers`` processes (this one included)."""
+    return Parsing(pairs, workers, here=True).result()
+
+
+class Parsing:
+    """:func:`parse_phones` of ``pairs`` under way in worker processes, collected by
+    :meth:`result`.
 
     Each worker is ``python -m features.phones``, fed its share through a pipe: unlike
     multiprocessing's spawn it never runs the caller's main script again (a script calling
     ``load_crm`` without a main guard would), and unlike fork it copies none of the tables.
+    With ``here`` this process parses one share itself in :meth:`result`; without it every
+    share goes to ``workers - 1`` workers, so that this process can do other work on its
+    own core meanwhile (a load validates its next table while the numbers of the last one
+    are parsed on the other cores). Few pairs, or one worker, are parsed here in
+    :meth:`result`.
     """
-    if workers <= 1 or len(pairs) < PARALLEL_FROM:
-        return parse_phones(pairs)
-    size = -(-len(pairs) // workers)
-    parts = [list(pairs[i:i + size]) for i in range(0, len(pairs), size)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    started = [subprocess.Popen([sys.executable, "-m", "features.phones"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=env) for _ in parts[1:]]
-    replies: list[bytes] = [b""] * len(started)
 
-    def exchange(i: int) -> None:
-        replies[i] = started[i].communicate(pickle.dumps(parts[i + 1], protocol=pickle.HIGHEST_PROTOCOL))[0]
+    def __init__(self, pairs: Sequence[tuple[str, str]], workers: int, here: bool = True) -> None:
+        self._pairs: Sequence[tuple[str, str]] | None = pairs
+        self._parts: list[list[tuple[str, str]]] = []
+        self._started: list[subprocess.Popen] = []
+        self._replies: list[bytes] = []
+        self._threads: list[threading.Thread] = []
+        if workers <= 1 or len(pairs) < PARALLEL_FROM:
+            return
+        # Away from this process, one worker fewer: this one goes on working on its core.
+        size = -(-len(pairs) // (workers if here else workers - 1))
+        self._parts = [list(pairs[i:i + size]) for i in range(0, len(pairs), size)]
+        self._pairs = None
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                            os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        away = self._parts[1:] if here else self._parts
+        self._started = [subprocess.Popen([sys.executable, "-m", "features.phones"], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, env=env) for _ in away]
+        self._replies = [b""] * len(away)
+        self._threads = [threading.Thread(target=self._exchange, args=(i, part), daemon=True)
+                         for i, part in enumerate(away)]
+        for thread in self._threads:
+            thread.start()
 
-    threads = [threading.Thread(target=exchange, args=(i,), daemon=True) for i in range(len(started))]
-    for thread in threads:
-        thread.start()
-    out = parse_phones(parts[0])
-    for thread in threads:
-        thread.join()
-    for process, reply, part in zip(started, replies, parts[1:]):
-        # A worker that failed (killed, no memory) costs time, not the load: parse its share here.
-        out += pickle.loads(reply) if process.returncode == 0 and reply else parse_phones(part)
-    return out
+    def _exchange(self, i: int, part: list[tuple[str, str]]) -> None:
+        self._replies[i] = self._started[i].communicate(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))[0]
+
+    def result(self) -> list[tuple[str | None, int]]:
+        """The parses, in the order of the pairs (waiting for the workers)."""
+        if self._pairs is not None:
+            return parse_phones(self._pairs)
+        here = len(self._parts) - len(self._started)
+        out = parse_phones(self._parts[0]) if here else []
+        for thread in self._threads:
+            thread.join()
+        for process, reply, part in zip(self._started, self._replies, self._parts[here:]):
+            # A worker that failed (killed, no memory) costs time, not the load: parse its share here.
+            out += pickle.loads(reply) if process.returncode == 0 and reply else parse_phones(part)
+        return out
 
 
 def _serve() -> None:

@@ -11,6 +11,7 @@ every table ``accepted + rejected == read``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1006,8 +1007,12 @@ def _raw_json(table: PreparedTable, positions: np.ndarray) -> np.ndarray:
     return np.asarray(lines.rstrip("\n").split("\n"), dtype=object)
 
 
-def validate_tables(raws: dict[str, list[RawTable]], mapping: Mapping, base: Path) -> dict[str, ValidatedTable]:
+def validate_tables(raws: dict[str, list[RawTable]], mapping: Mapping, base: Path,
+                    on_table: Callable[[ValidatedTable], None] | None = None) -> dict[str, ValidatedTable]:
     """All tables through all checks: per-table rules, unknown keys, then duplicates.
+
+    ``on_table`` is called with each table as soon as it is validated (a load starts
+    parsing its phone numbers in other processes while the next table is validated).
 
     ``raws`` is used up, a table at a time: the tables that mint ids (leads, orders) are
     prepared first, for the ids the others are checked against; then each table is checked
@@ -1030,6 +1035,8 @@ def validate_tables(raws: dict[str, list[RawTable]], mapping: Mapping, base: Pat
         check_duplicates(table)
         validated[name] = finalise(table)
         del table
+        if on_table is not None:
+            on_table(validated[name])
         # Arrow's allocator keeps what a table freed for later use; give it back to the
         # system before the next table, or it counts twice in the peak.
         pyarrow.default_memory_pool().release_unused()

@@ -207,3 +207,46 @@ def test_phones_parsed_over_two_processes_as_in_one(monkeypatch: pytest.MonkeyPa
     assert len(started) == 1 and started[0].returncode == 0
     assert phones.parse_phones(pairs) == [phones.parse_phone(raw, region) for raw, region in pairs]
     assert phones.parse_phone("020 7946 0000", "GB")[0] == "+442079460000"
+
+
+def test_phones_parsed_away_while_this_process_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sent away without this process's share: every pair goes to the (workers - 1) workers.
+    from features import phones
+
+    written = ["+44 20 7946 0000", "020 7946 0000", "07700 900123", "+1 415-555-0132", "(415) 555-0132",
+               "12", "not a phone", "+44 7700 900123", "0044 7700 900123", "+353 85 123 4567"]
+    pairs = [(w, region) for w in written for region in ("", "GB", "US", "IE")]
+    monkeypatch.setattr(phones, "PARALLEL_FROM", 10)
+    started = []
+    popen = phones.subprocess.Popen
+    monkeypatch.setattr(phones.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+    parsing = phones.Parsing(pairs, 3, here=False)
+    assert len(started) == 2
+    assert parsing.result() == [phones.parse_phone(raw, region) for raw, region in pairs]
+    assert all(p.returncode == 0 for p in started)
+
+
+def test_unify_with_phones_started_early_links_as_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    from features import phones
+    from features.identity import PhoneParses, start_phones
+
+    monkeypatch.setattr(phones, "PARALLEL_FROM", 2)
+    leads = pd.DataFrame({
+        "lead_id": ["L1", "L2", "L3", "L4"],
+        "email": [None, "b@x.com", None, None],
+        "phone": ["020 7946 0000", "+44 20 7946 0000", "07700 900123", "(415) 555-0132"],
+        "country": ["GB", "GB", None, "US"],
+    })
+    orders = pd.DataFrame({"customer_id": ["C1", "C2"], "lead_id": [None, None],
+                           "phone": ["+442079460000", "0044 7700 900123"]})
+    tables = {"leads": leads, "orders": orders}
+    config = IdentityConfig()
+    plain, plain_report = unify(tables, config, "GB", PhoneParses(2))
+    parses = PhoneParses(2)
+    started = {name: start_phones(frame, "gb", parses) for name, frame in tables.items()}
+    early, early_report = unify(tables, config, "GB", parses, started)
+    assert not started  # each table's numbers were taken, none parsed again
+    assert plain_report == early_report
+    for name in tables:
+        pd.testing.assert_frame_equal(early[name], plain[name])
+    assert early["orders"]["person_id"].iloc[0] == early["leads"]["person_id"].iloc[0]
