@@ -367,17 +367,23 @@ def _stack_codes(columns: dict[str, list[_Column]]) -> _Keys:
 
 
 def _shared_keys(codes: pd.DataFrame, uniques: dict[str, pd.Index], limit: int) -> dict[str, np.ndarray]:
-    """Per contact kind, the key codes seen with more than ``limit`` distinct ids."""
+    """Per contact kind, the key codes seen with more than ``limit`` distinct ids.
+
+    Each (key, id) pair is one int64 (lead ids first, then customer ids), so the distinct
+    pairs of 25 M records are found without a frame of them (~1 GB at 1 M people).
+    """
     shared: dict[str, np.ndarray] = {}
+    n_lead = len(uniques["lead_id"])
+    n_ids = n_lead + len(uniques["customer_id"])
+    ids = [(codes[kind].to_numpy(), offset) for kind, offset in zip(ID_KINDS, (0, n_lead))]
     for kind in CONTACT_KINDS:
-        pairs = [
-            codes.loc[codes[id_kind] >= 0, [kind, id_kind]].set_axis([kind, "id"], axis=1).assign(id_kind=id_kind)
-            for id_kind in ID_KINDS
-        ]
-        both = pd.concat(pairs, ignore_index=True)
-        both = both[both[kind] >= 0].drop_duplicates()
-        counts = both.groupby(kind).size()
-        shared[kind] = counts[counts > limit].index.to_numpy()
+        key = codes[kind].to_numpy()
+        distinct = []
+        for id_codes, offset in ids:
+            both = (key >= 0) & (id_codes >= 0)
+            distinct.append(pd.unique(key[both].astype(np.int64) * n_ids + (id_codes[both].astype(np.int64) + offset)))
+        counts = np.bincount(np.concatenate(distinct) // n_ids, minlength=len(uniques[kind]))
+        shared[kind] = np.flatnonzero(counts > limit)
     return shared
 
 
@@ -427,9 +433,12 @@ def link(keys: _Keys, config: IdentityConfig) -> tuple[np.ndarray, np.ndarray, I
     """
     code_frame, uniques = keys.codes, keys.uniques
     shared = _shared_keys(code_frame, uniques, config.max_ids_per_key)
-    linkable = code_frame.copy()
+    # Only the contact columns with shared keys differ from the codes: a copy of those alone.
+    linkable = code_frame.copy(deep=False)
     for kind, bad in shared.items():
-        linkable.loc[linkable[kind].isin(bad), kind] = -1
+        if len(bad):
+            column = code_frame[kind].to_numpy()
+            linkable[kind] = np.where(np.isin(column, bad), np.int32(-1), column)
     # Records with no linkable key are told apart by their invalid and shared keys as written.
     keyless = np.flatnonzero(linkable.eq(-1).all(axis=1).to_numpy())
     signature = np.empty(0, dtype=np.int64)
