@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import phonenumbers
+import pyarrow
+import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -387,17 +389,31 @@ def _shared_keys(codes: pd.DataFrame, uniques: dict[str, pd.Index], limit: int) 
     return shared
 
 
-def _person_ids(n_components: int, key_labels: np.ndarray, key_names: np.ndarray,
+def _person_ids(n_components: int, key_labels: np.ndarray, uniques: dict[str, pd.Index],
                 first_rows: pd.Series, fallback) -> np.ndarray:
     """A stable id per component: "P" + a hash of its smallest key (or of its raw keys).
 
-    ``first_rows`` gives, per component that may have no key, its first row (index: the
-    row, value: the component); ``fallback(rows)`` the raw-key names of rows.
+    The smallest key is the least "kind:key" text, found without writing that text for
+    every key (5 M strings at 1 M people): the kinds' names differ in their first letter,
+    so it is the component's least key of the alphabetically first kind it has, and each
+    kind's keys are ordered by Arrow (byte order of UTF-8 is Python's order of strings).
+    ``key_labels``: per key, in KEY_KINDS order, its component. ``first_rows`` gives, per
+    component that may have no key, its first row (index: the row, value: the component);
+    ``fallback(rows)`` the raw-key names of rows.
     """
     names = pd.Series(np.nan, index=range(n_components), dtype=object)
-    order = np.argsort(key_names, kind="stable")
-    first = pd.Series(key_labels[order]).drop_duplicates()
-    names.iloc[first.to_numpy()] = key_names[order][first.index.to_numpy()]
+    named = np.zeros(n_components, dtype=bool)
+    starts = dict(zip(KEY_KINDS, np.cumsum([0] + [len(uniques[kind]) for kind in KEY_KINDS])))
+    for kind in sorted(KEY_KINDS):
+        if not len(uniques[kind]):
+            continue
+        text = pd.Series(np.asarray(uniques[kind], dtype=object), dtype=object).astype(str).to_numpy(dtype=object)
+        order = pc.sort_indices(pyarrow.array(text, type=pyarrow.large_string())).to_numpy()
+        first = pd.Series(key_labels[starts[kind]:starts[kind] + len(text)][order]).drop_duplicates()
+        first = first[~named[first.to_numpy()]]
+        components = first.to_numpy()
+        names.iloc[components] = [kind + ":" + key for key in text[order[first.index.to_numpy()]]]
+        named[components] = True
     # Components without a linkable key: name them by their raw keys (first tuple seen).
     unnamed = names.isna().to_numpy()
     if unnamed.any():
@@ -469,9 +485,6 @@ def link(keys: _Keys, config: IdentityConfig) -> tuple[np.ndarray, np.ndarray, I
     row_idx, col_idx = np.concatenate(edge_from), np.concatenate(edge_to)
     graph = coo_matrix((np.ones(len(row_idx), dtype=np.int8), (row_idx, col_idx)), shape=(n_nodes, n_nodes))
     n_components, labels = connected_components(graph, directed=False)
-    key_names = np.concatenate(
-        [(kind + ":" + pd.Series(np.asarray(uniques[kind], dtype=object)).astype(str)).to_numpy(dtype=object) for kind in KEY_KINDS]
-    )
     component = labels[node]
 
     def fallback(at: np.ndarray) -> list[str]:
@@ -482,7 +495,7 @@ def link(keys: _Keys, config: IdentityConfig) -> tuple[np.ndarray, np.ndarray, I
 
     # Only components of keyless records can lack a key: each one's first record names it.
     first_rows = pd.Series(component[keyless], index=keyless).drop_duplicates()
-    component_person = _person_ids(n_components, labels[:n_keys], key_names, first_rows, fallback)
+    component_person = _person_ids(n_components, labels[:n_keys], uniques, first_rows, fallback)
     has_records = np.zeros(n_components, dtype=bool)
     has_records[component] = True
     report = IdentityReport(
