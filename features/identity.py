@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from features.mapping import normalise_label
 from features.phones import Parsing, parse_phone
 from features.privacy import mask
-from features.validation import text_from_codes
+from features.validation import _arrow_backed, _arrow_text, text_from_codes
 from radar.config import IdentityConfig
 
 KEY_KINDS: tuple[str, ...] = ("lead_id", "customer_id", "email", "phone")
@@ -225,6 +225,8 @@ class _Column:
 def _ordered_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Codes (int32: half the memory of 25 M int64 codes per key kind) and distinct values
     (object) in order of first appearance, missing = -1."""
+    if _arrow_backed(values):
+        return _arrow_codes(_arrow_text(values))
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     codes = np.asarray(codes, dtype=np.int32)
     uniques = np.asarray(uniques, dtype=object)
@@ -235,6 +237,22 @@ def _ordered_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
         uniques = uniques[order]
     return codes, uniques
+
+
+def _arrow_codes(text) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_ordered_codes` of Arrow text: Arrow's dictionary encoding numbers the values
+    in order of first appearance already, across chunks, in int32 (pandas' factorize of
+    the same held int64 codes and checked their order: ~2 s per 20 M-row column)."""
+    encoded = pc.dictionary_encode(text)
+    chunks = encoded.chunks if isinstance(encoded, pyarrow.ChunkedArray) else [encoded]
+    codes = np.empty(len(text), dtype=np.int32)
+    start = 0
+    for chunk in chunks:
+        codes[start:start + len(chunk)] = pc.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False)
+        start += len(chunk)
+    # Every chunk carries the whole dictionary.
+    dictionary = chunks[-1].dictionary if chunks else pyarrow.array([], type=pyarrow.large_string())
+    return codes, np.asarray(dictionary.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _raw_column(frame: pd.DataFrame, name: str) -> pd.Series:

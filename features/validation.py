@@ -174,7 +174,11 @@ def _blank_missing(values: pd.Series, missing: frozenset[str]) -> pd.Series:
             markers = pyarrow.array(sorted(missing), type=text.type)
             found = pc.is_in(pc.utf8_lower(pc.filter(text, short)), value_set=markers)
             blank[short.to_numpy(zero_copy_only=False)] |= pc.fill_null(found, False).to_numpy(zero_copy_only=False)
-        return values.where(~blank, np.nan) if blank.any() else values
+        if not blank.any():
+            return values
+        # Arrow's if_else, not pandas' where (which took ~1 s per 20 M cells): the same text.
+        kept = pc.if_else(pyarrow.array(blank), pyarrow.scalar(None, type=text.type), text)
+        return pd.Series(kept, index=values.index, dtype=values.dtype, name=values.name)
     short = values.str.len() <= longest
     marker = np.zeros(len(values), dtype=bool)
     short_mask = short.fillna(False).to_numpy(dtype=bool)
