@@ -215,3 +215,35 @@ def test_accepted_plus_rejected_is_read_on_random_junk(table: str) -> None:
     result = _validate({table: frame})[table]
     assert len(result.data) + len(result.rejects) == 200
     assert result.rejects["row_number"].is_unique
+
+
+def test_missing_markers_blanked_in_arrow_text_as_in_python_text() -> None:
+    # The Arrow path rules most cells out by length and first byte and blanks through the
+    # validity bitmap; it must blank exactly the cells the plain-Python path blanks.
+    import random
+
+    import pyarrow
+
+    from features.mapping import Mapping
+    from features.validation import _blank_missing
+
+    missing = Mapping().missing_set()
+    words = ["", "NA", "na", "N/A", "n/a", "NULL", "nULL", "none", "NONE", "Select", "SELECT", "-", "--", "web",
+             "sms", "\u212aX", "nA ", " na", "ñull", "Sélect", "x" * 30, "é" * 5, "Ｓelect", "selects", None]
+    rng = random.Random(7)
+    for _ in range(200):
+        cells = [rng.choice(words) for _ in range(rng.randint(0, 30))]
+        chunks, i = [], 0
+        while i < len(cells):
+            k = rng.randint(1, 6)
+            chunks.append(pyarrow.array(cells[i:i + k], type=pyarrow.large_string()))
+            i += k
+        text = pyarrow.chunked_array(chunks, type=pyarrow.large_string())
+        if len(cells) > 3 and rng.random() < 0.3:
+            text, cells = text.slice(1, len(cells) - 2), cells[1:-1]  # chunks not starting at 0
+        arrow = text.to_pandas(types_mapper={pyarrow.large_string(): pd.StringDtype("pyarrow", na_value=np.nan)}.get)
+        got = _blank_missing(arrow, missing)
+        expected = _blank_missing(pd.Series(cells, dtype=object), missing)
+        assert got.dtype == arrow.dtype
+        assert got.isna().tolist() == expected.isna().tolist(), cells
+        assert got.dropna().tolist() == expected.dropna().tolist()
