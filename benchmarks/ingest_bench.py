@@ -7,8 +7,9 @@ For each size it generates (once, cached) a Parquet demo world as written by ``r
 runs ``load_crm`` on it in a fresh process per repeat, so that peak RSS is the load's own:
 wall time, CPU time (user + system of the process and of its phone-parsing workers, which
 contention on a shared machine barely changes), system time alone, and peak RSS of the
-process and of its largest worker. A row is the repeat with the median wall time. Figures
-are printed and written as the "Ingest" section of ``docs/benchmarks.md``.
+process (not the workers': a child starts with its parent's reading, so theirs cannot be
+told apart). A row is the repeat with the median wall time. Figures are printed and
+written as the "Ingest" section of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class IngestRun:
     system_seconds: float = 0.0
     worker_cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
-    worker_peak_rss_mb: float = 0.0
     #: Wall seconds of every repeat, this run being their median.
     repeats: list[float] = field(default_factory=list)
 
@@ -80,7 +80,6 @@ def bench_load(world: Path, customers: int) -> IngestRun:
         system_seconds=(after.ru_stime - before.ru_stime) + (children.ru_stime - children_before.ru_stime),
         worker_cpu_seconds=workers,
         peak_rss_mb=peak_rss_mb(),
-        worker_peak_rss_mb=children.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024),
     )
 
 
@@ -104,18 +103,18 @@ def ingest_section(runs: Sequence[IngestRun], host: Machine, when: str, command:
         "`load_crm` of the raw Parquet demo world (reading, validation with rejects, identity linking, contact "
         "kinds), each repeat in a fresh process. CPU = user + system of the process and of its phone-parsing "
         "workers (contention on a shared machine stretches wall time, barely CPU time); system = the part of it "
-        "spent in the kernel (mostly fresh memory); peak RSS = the process's own, worker = the largest worker's. "
+        "spent in the kernel (mostly fresh memory); peak RSS = the process's own. "
         "A row is the repeat with the median wall time; the last column lists every repeat's.",
         "",
         "| customers | records | rejected | persons | wall (s) | CPU (s) | of which system (s) | workers' CPU (s) "
-        "| peak RSS (MB) | worker peak (MB) | wall of each repeat (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| peak RSS (MB) | wall of each repeat (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         lines.append(
             f"| {r.customers:,} | {r.records:,} | {r.rejected:,} | {r.persons:,} | {_seconds(r.seconds)} "
             f"| {_seconds(r.cpu_seconds)} | {_seconds(r.system_seconds)} | {_seconds(r.worker_cpu_seconds)} "
-            f"| {r.peak_rss_mb:,.0f} | {r.worker_peak_rss_mb:,.0f} | {' / '.join(_seconds(x) for x in r.repeats)} |"
+            f"| {r.peak_rss_mb:,.0f} | {' / '.join(_seconds(x) for x in r.repeats)} |"
         )
     lines += ["", budget_line(runs), ""]
     return "\n".join(lines)
