@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,7 +79,7 @@ def store_errors() -> Iterator[None]:
     the request. Where the store lives goes to the log, not to the caller."""
     try:
         yield
-    except (StoreUnavailable, OperationalError) as err:
+    except (StoreUnavailable, OperationalError, sqlite3.OperationalError) as err:
         logger.warning("store unavailable: %s", err if isinstance(err, StoreUnavailable) else problem(err))
         raise ApiError(503, "the store cannot be read now; try again", headers={"Retry-After": "1"}) from None
 

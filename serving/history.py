@@ -87,6 +87,8 @@ class ScoreHistory:
         self._previous_sqls: dict[tuple[int, int], str] = {}
         self._sqlite_path = address.database if address.get_backend_name() == "sqlite" else None
         self._local = threading.local()
+        # How long a SQLite read waits for a writer's lock (sqlite3's own default otherwise).
+        self._busy_seconds = float(connect_timeout) if connect_timeout else 5.0
 
     @classmethod
     def of(cls, settings: Settings) -> "ScoreHistory":
@@ -187,7 +189,8 @@ class ScoreHistory:
         if conn is None:
             self._db()  # the table exists before the first read
             # Autocommit: a SELECT opens no transaction, so an idle reader never holds the file.
-            conn = self._local.conn = sqlite3.connect(self._sqlite_path, isolation_level=None)
+            conn = self._local.conn = sqlite3.connect(self._sqlite_path, isolation_level=None,
+                                                      timeout=self._busy_seconds)
         return conn.execute(sql, params).fetchall()
 
     def _day_value(self, day: date) -> Any:

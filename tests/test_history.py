@@ -3,6 +3,7 @@ and the API's answers say how each score moved."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from radar.cli import app
 from radar.config import Settings
-from serving.app import ScoringApp
+from serving.app import ApiError, ScoringApp, store_errors
 from serving.feature_store import FeatureStore, default_store_path, materialize
 from serving.history import ScoreHistory, trend_of
 from serving.model_store import load_models
@@ -77,6 +78,24 @@ def test_an_api_calls_previous_scores_match_the_tables_on_either_store(backend: 
     history.record(points([61]), date(2026, 2, 1))
     assert history.previous_of(keys[:1], date(2026, 3, 1)) == [61]
     assert history.series(["P1"], "lead_quality").query("deal_id == ''")["score"].tolist() == [40, 61, 99]
+
+
+def test_a_history_file_locked_by_a_writer_answers_503_not_500(tmp_path: Path) -> None:
+    """The API's trend read on a SQLite history another process holds locked: a 503 to
+    retry (``store_errors``), as for the feature store, never an unhandled error."""
+    path = tmp_path / "h.sqlite"
+    history = ScoreHistory(f"sqlite:///{path}", connect_timeout=1)
+    history.record(points([40]), date(2026, 1, 1))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(ApiError) as raised, store_errors():
+            history.previous_of([("P1", "lead_quality", "")], date(2026, 2, 1))
+        assert raised.value.status == 503 and raised.value.headers == {"Retry-After": "1"}
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert history.previous_of([("P1", "lead_quality", "")], date(2026, 2, 1)) == [40]
 
 
 def test_two_score_runs_on_different_days_give_the_trend_in_the_file_the_api_and_history(
