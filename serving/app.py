@@ -79,9 +79,21 @@ def store_errors() -> Iterator[None]:
     the request. Where the store lives goes to the log, not to the caller."""
     try:
         yield
-    except (StoreUnavailable, OperationalError, sqlite3.OperationalError) as err:
+    except sqlite3.OperationalError as err:
+        if not _sqlite_busy(err):  # a wrong statement is Radar's bug: not a 503 to retry
+            raise
+        logger.warning("store unavailable: %s", problem(err))
+        raise ApiError(503, "the store cannot be read now; try again", headers={"Retry-After": "1"}) from None
+    except (StoreUnavailable, OperationalError) as err:
         logger.warning("store unavailable: %s", err if isinstance(err, StoreUnavailable) else problem(err))
         raise ApiError(503, "the store cannot be read now; try again", headers={"Retry-After": "1"}) from None
+
+
+def _sqlite_busy(err: sqlite3.OperationalError) -> bool:
+    """Whether SQLite failed for a moment (a writer's lock, a file that cannot be opened or
+    read now) rather than on a statement."""
+    text = str(err).lower()
+    return any(word in text for word in ("locked", "busy", "unable to open", "disk i/o"))
 
 
 @dataclass
