@@ -79,12 +79,9 @@ def store_errors() -> Iterator[None]:
     the request. Where the store lives goes to the log, not to the caller."""
     try:
         yield
-    except sqlite3.OperationalError as err:
-        if not _sqlite_busy(err):  # a wrong statement is Radar's bug: not a 503 to retry
-            raise
-        logger.warning("store unavailable: %s", problem(err))
-        raise ApiError(503, "the store cannot be read now; try again", headers={"Retry-After": "1"}) from None
-    except (StoreUnavailable, OperationalError) as err:
+    except (StoreUnavailable, OperationalError, sqlite3.OperationalError) as err:
+        if isinstance(err, sqlite3.OperationalError) and not _sqlite_busy(err):
+            raise  # a wrong statement is Radar's bug, not a moment to wait out
         logger.warning("store unavailable: %s", err if isinstance(err, StoreUnavailable) else problem(err))
         raise ApiError(503, "the store cannot be read now; try again", headers={"Retry-After": "1"}) from None
 
