@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -192,16 +193,23 @@ def test_demo_world_linking_20k(tmp_path: Path) -> None:
     assert recall >= 0.99 and 1 - precision <= 0.005
 
 
-def test_phones_parsed_over_two_processes_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def _phone_workers(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[tuple[str, str]], list[Any]]:
+    """features.phones with parallel parsing from 10 numbers on, numbers written many ways
+    in several regions, and the list the worker processes it starts are put in."""
     from features import phones
 
     written = ["+44 20 7946 0000", "020 7946 0000", "07700 900123", "+1 415-555-0132", "(415) 555-0132",
                "12", "not a phone", "+44 7700 900123", "0044 7700 900123", "+353 85 123 4567"]
     pairs = [(w, region) for w in written for region in ("", "GB", "US", "IE")]
     monkeypatch.setattr(phones, "PARALLEL_FROM", 10)
-    started = []
+    started: list[Any] = []
     popen = phones.subprocess.Popen
     monkeypatch.setattr(phones.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+    return phones, pairs, started
+
+
+def test_phones_parsed_over_two_processes_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    phones, pairs, started = _phone_workers(monkeypatch)
     assert phones.parse_phones_in_parallel(pairs, 2) == [phones.parse_phone(raw, region) for raw, region in pairs]
     # Half the numbers went to one worker process, which finished cleanly.
     assert len(started) == 1 and started[0].returncode == 0
@@ -211,15 +219,7 @@ def test_phones_parsed_over_two_processes_as_in_one(monkeypatch: pytest.MonkeyPa
 
 def test_phones_parsed_away_while_this_process_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
     # Sent away without this process's share: every pair goes to the (workers - 1) workers.
-    from features import phones
-
-    written = ["+44 20 7946 0000", "020 7946 0000", "07700 900123", "+1 415-555-0132", "(415) 555-0132",
-               "12", "not a phone", "+44 7700 900123", "0044 7700 900123", "+353 85 123 4567"]
-    pairs = [(w, region) for w in written for region in ("", "GB", "US", "IE")]
-    monkeypatch.setattr(phones, "PARALLEL_FROM", 10)
-    started = []
-    popen = phones.subprocess.Popen
-    monkeypatch.setattr(phones.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+    phones, pairs, started = _phone_workers(monkeypatch)
     parsing = phones.Parsing(pairs, 3, here=False)
     assert len(started) == 2
     assert parsing.result() == [phones.parse_phone(raw, region) for raw, region in pairs]
