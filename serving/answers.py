@@ -142,12 +142,11 @@ def materialize_with_answers(data: CRMData, as_of: pd.Timestamp, settings: Setti
 
 def _champions_prepared(settings: Settings) -> dict[str, Any]:
     """The champions, each read into TreeSHAP tables and checked, as the server loads them."""
-    from serving.explain import prepare
+    from serving.explain import prepare_all
     from serving.scoring import load_champions
 
     champions = load_champions(settings)
-    for champion in champions.values():
-        prepare(champion.bundle, settings.explain)
+    prepare_all(champions, settings.explain)
     return champions
 
 

@@ -434,12 +434,11 @@ def _naive_or_none(value: Any) -> Any:
 
 def build_app(settings: Settings, source: str = "auto") -> ScoringApp:
     """Load the champions (registry, or BentoML store) and open the feature store."""
-    from serving.explain import prepare
+    from serving.explain import prepare_all
     from serving.feature_store import open_store
     from serving.model_store import load_models
 
     models = load_models(settings, source)
     # Each champion read into TreeSHAP tables and checked at load, not on the first request.
-    for champion in models.champions.values():
-        prepare(champion.bundle, settings.explain)
+    prepare_all(models.champions, settings.explain)
     return ScoringApp(settings, models, open_store(settings), ScoreHistory.of(settings))

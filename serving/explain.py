@@ -13,6 +13,7 @@ or a JSON answer without a Python loop per row writing sentences.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,3 +68,11 @@ def prepare(bundle: TargetBundle, config: ExplainConfig | None = None) -> str | 
 
     explainer = explainer_of(bundle.model, config or ExplainConfig())
     return None if explainer is None else explainer.method
+
+
+
+def prepare_all(champions: dict[str, Any], config: ExplainConfig | None = None) -> None:
+    """:func:`prepare` every champion (a ``serving.scoring.Champion`` per target), as a
+    server or a materialising run does once it has loaded them."""
+    for champion in champions.values():
+        prepare(champion.bundle, config)
