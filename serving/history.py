@@ -85,6 +85,8 @@ class ScoreHistory:
         self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else self.engine
         self._table_made = False
         self._previous_sqls: dict[tuple[int, int], str] = {}
+        #: The driver's placeholder, for the statements written in its own SQL.
+        self._mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._sqlite_path = address.database if address.get_backend_name() == "sqlite" else None
         self._local = threading.local()
         # How long a SQLite read waits for a writer's lock (sqlite3's own default otherwise).
@@ -123,7 +125,7 @@ class ScoreHistory:
         """INSERT that replaces the point of the same key and day (SQLite and PostgreSQL)."""
         if self.engine.dialect.name not in ("sqlite", "postgresql"):
             raise ValueError(f"score history needs SQLite or PostgreSQL, not {self.engine.dialect.name}")
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        mark = self._mark
         kept = ", ".join(f"{n} = excluded.{n}" for n in ("model_version", "probability", "score"))
         return (f"INSERT INTO {POINTS.name} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))}) "
                 f"ON CONFLICT ({', '.join([*KEY_COLUMNS, 'day'])}) DO UPDATE SET {kept}")
@@ -172,7 +174,7 @@ class ScoreHistory:
         call (it cost more than running it)."""
         shape = (n_targets, n_people)
         if shape not in self._previous_sqls:
-            mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+            mark = self._mark
             targets, people = ", ".join([mark] * n_targets), ", ".join([mark] * n_people)
             self._previous_sqls[shape] = (f"SELECT person_id, target, deal_id, day, score FROM {POINTS.name} "
                                           f"WHERE target IN ({targets}) AND day < {mark} AND person_id IN ({people})")
