@@ -28,7 +28,7 @@ import pandas as pd
 import phonenumbers
 
 from features.contract import LEAD_CONTACT_COLUMNS
-from features.identity import COUNTRY_COLUMNS, PhoneParses, normalise_emails, normalise_phones, region_of
+from features.identity import COUNTRY_COLUMNS, PhoneParses, distinct_email_forms, normalise_phones, region_of
 from features.mapping import normalise_label
 from features.phones import UNKNOWN_TYPE, parse_phone
 from features.privacy import PERSONAL_COLUMNS
@@ -79,15 +79,16 @@ def domain_kind(domain: str) -> str:
 def email_kinds(emails: pd.Series) -> pd.Series:
     """Per row, the kind of its e-mail (see the module doc); missing where there is none.
 
-    Works on raw or identity-normalised addresses; each distinct domain is looked up once.
+    Works on raw or identity-normalised addresses; each distinct address is normalised once
+    and each distinct domain looked up once.
     """
-    normal, invalid = normalise_emails(emails)
-    domains = normal.str.rpartition("@")[2] if normal.notna().any() else pd.Series(np.nan, index=emails.index)
-    codes, uniques = pd.factorize(domains, use_na_sentinel=True)
-    kinds = np.asarray([domain_kind(str(u)) for u in uniques], dtype=object)
-    picked = kinds[np.maximum(codes, 0)] if len(kinds) else np.full(len(codes), np.nan, dtype=object)
-    out = pd.Series(np.where(codes >= 0, picked, np.nan), index=emails.index, dtype=object)
-    return out.mask(invalid.to_numpy(dtype=bool), "invalid")
+    codes, forms = distinct_email_forms(emails)
+    valid = forms.notna().to_numpy(dtype=bool)
+    domain_codes, domains = pd.factorize(forms.str.rpartition("@")[2] if valid.any() else forms)
+    kinds = np.asarray([domain_kind(str(d)) for d in domains] + ["invalid"], dtype=object)
+    per_address = kinds[np.where(valid, domain_codes, len(domains))] if len(forms) else np.empty(0, dtype=object)
+    picked = per_address[np.maximum(codes, 0)] if len(forms) else np.full(len(codes), np.nan, dtype=object)
+    return pd.Series(np.where(codes >= 0, picked, np.nan), index=emails.index, dtype=object)
 
 
 def _kind_name(kind: int) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from features.identity import normalise_emails, normalise_phones, unify
 from radar.config import IdentityConfig, Settings
@@ -120,6 +122,28 @@ def test_normalise_emails_marks_invalid() -> None:
     out, invalid = normalise_emails(pd.Series([" A@B.co ", "not-an-email", None, "mailto:x@y.org"]))
     assert out.tolist()[0] == "a@b.co" and out.tolist()[3] == "x@y.org"
     assert invalid.tolist() == [False, True, False, False]
+
+
+# Whitespace Python and Arrow might read differently, letters whose case differs, and the
+# address's own punctuation.
+_SPACES = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\xa0\u2003"
+_EMAIL_ALPHABET = " \t\n\r\x0b\x0c\x1c\x1f\xa0\u2003@.:-_+aAmMiItToOzZ09éÄİß"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.text(alphabet=_EMAIL_ALPHABET, max_size=14),
+                          st.builds(lambda a, b: f"{a}@{b}", st.text(_EMAIL_ALPHABET, max_size=6),
+                                    st.text(_EMAIL_ALPHABET, max_size=8)),
+                          st.builds(lambda a: f"MailTo:{a}@x.io", st.text(_EMAIL_ALPHABET, max_size=5)),
+                          st.builds(lambda left, a, right: f"{left}{a}@shop.co{right}", st.text(_SPACES, max_size=2),
+                                    st.text(_EMAIL_ALPHABET, min_size=1, max_size=4), st.text(_SPACES, max_size=2))),
+                min_size=1, max_size=40))
+def test_email_forms_in_arrow_equal_pythons(texts: list[str]) -> None:
+    """The Arrow path of e-mail forms gives exactly the Python str methods' result."""
+    from features.identity import _email_form, _email_form_python
+
+    values = pd.Series(texts, dtype=object)
+    pd.testing.assert_series_equal(_email_form(values), _email_form_python(values))
 
 
 # --- Against a demo world with ground truth -------------------------------------------------
@@ -250,3 +274,24 @@ def test_unify_with_phones_started_early_links_as_without(monkeypatch: pytest.Mo
     for name in tables:
         pd.testing.assert_frame_equal(early[name], plain[name])
     assert early["orders"]["person_id"].iloc[0] == early["leads"]["person_id"].iloc[0]
+
+
+def test_contact_kinds_of_linked_numbers_parse_nothing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linking keeps every valid number's E.164 form, so the contact kinds of the linked
+    leads, numbers written in national form included, send no number to be parsed."""
+    from features import identity
+    from features.contact import phone_kinds
+    from features.identity import PhoneParses
+
+    leads = pd.DataFrame({"lead_id": ["L1", "L2", "L3", "L4"],
+                          "phone": ["020 7946 0000", "07911 123456", "+1 415-555-0132", "not a phone"]})
+    parses = PhoneParses()
+    linked, _ = unify({"leads": leads}, IdentityConfig(), "GB", parses)
+    sent: list[tuple[str, str]] = []
+    parsing = identity.Parsing
+    monkeypatch.setattr(identity, "Parsing", lambda pairs, *a, **k: sent.extend(pairs) or parsing(pairs, *a, **k))
+    kinds = phone_kinds(linked["leads"]["phone"], parses=parses)
+    assert sent == []
+    # The kinds are those of reading each E.164 number afresh.
+    assert kinds.tolist() == phone_kinds(linked["leads"]["phone"]).tolist()
+    assert kinds.tolist() == ["fixed_line", "mobile", "fixed_line_or_mobile", "invalid"]
