@@ -85,6 +85,30 @@ def test_plain_iso_dates_read_from_their_digits_match_the_full_parser_on_random_
     assert 0.2 < failed.mean() < 0.9  # both real and impossible dates were drawn
 
 
+def test_whole_blocks_of_real_iso_dates_read_in_place_as_the_full_parser_reads_them() -> None:
+    """Blocks where every value is a real date of one width are read from their bytes with
+    no pattern; a block with one value of that width in another shape is not."""
+    import pyarrow
+
+    from features.validation import _DATE_BLOCK, _parse_by_distinct, _whole_block_in_place
+
+    moments = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(_DATE_BLOCK) * 7919, unit="s")
+    stamps = moments.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(dtype=object)
+    stamps[::3] = moments[::3].strftime("%Y-%m-%d %H:%M:%S")
+    days = moments.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    odd_separator, odd_digit = stamps.copy(), stamps.copy()
+    odd_separator[5] = "2024/03/01T10:00:00"
+    odd_digit[9] = "2024-03-01T10:0a:00"
+    blocks = [stamps, days, odd_separator, odd_digit]
+    in_place = [_whole_block_in_place(pyarrow.array(list(b), type=pyarrow.large_string())) for b in blocks]
+    assert [r is not None for r in in_place] == [True, True, False, False]
+    values = pd.Series(np.concatenate(blocks).tolist(), dtype="str")
+    parsed, failed = parse_datetimes(values, [], dayfirst=False)
+    full, full_failed = _parse_by_distinct(values, [], dayfirst=False)
+    assert parsed.equals(full) and failed.tolist() == full_failed.tolist()
+    assert parsed.iloc[:_DATE_BLOCK].equals(pd.Series(moments.to_numpy(dtype="datetime64[ns]")))
+
+
 def test_dayfirst_for_free_form_dates() -> None:
     parsed, _ = parse_datetimes(pd.Series(["03/04/2024 10:00"]), [], dayfirst=True)
     assert parsed.item() == pd.Timestamp("2024-04-03 10:00")
