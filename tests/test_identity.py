@@ -146,6 +146,22 @@ def test_email_forms_in_arrow_equal_pythons(texts: list[str]) -> None:
     pd.testing.assert_series_equal(_email_form(values), _email_form_python(values))
 
 
+_PHONE_ALPHABET = " \t\x0b\x1c\xa0+()0123456789-./x٣"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.text(alphabet=_PHONE_ALPHABET, max_size=16),
+                          st.builds(lambda a, b: f"{a}(0){b}", st.text(_PHONE_ALPHABET, max_size=5),
+                                    st.text(_PHONE_ALPHABET, max_size=9))),
+                min_size=1, max_size=40))
+def test_phone_keys_in_arrow_equal_pythons(texts: list[str]) -> None:
+    """The Arrow path of phone keys gives exactly the Python str methods' result."""
+    from features.identity import _phone_key, _phone_key_python
+
+    values = pd.Series(texts, dtype=object)
+    pd.testing.assert_series_equal(_phone_key(values), _phone_key_python(values))
+
+
 # --- Against a demo world with ground truth -------------------------------------------------
 
 
