@@ -64,10 +64,10 @@ def test_plain_iso_dates_read_from_their_digits_match_the_full_parser_on_random_
     """Random dates in every plain ISO shape, real and impossible (months 00-13, days 00-32,
     hours to 24, minutes and seconds to 60, years either side of the plausible range), more
     rows than one block and shapes mixed within blocks: read as the full parser reads them."""
-    from features.validation import _parse_by_distinct
+    from features.validation import _DATE_BLOCK, _parse_by_distinct
 
     rng = np.random.default_rng(7)
-    n = 20_000
+    n = _DATE_BLOCK + 7_000
 
     def two(high: int) -> np.ndarray:
         return np.char.zfill(rng.integers(0, high + 1, n).astype(str), 2)
@@ -85,23 +85,25 @@ def test_plain_iso_dates_read_from_their_digits_match_the_full_parser_on_random_
     assert 0.2 < failed.mean() < 0.9  # both real and impossible dates were drawn
 
 
-def test_whole_blocks_of_real_iso_dates_read_in_place_as_the_full_parser_reads_them() -> None:
-    """Blocks where every value is a real date of one width are read from their bytes with
-    no pattern; a block with one value of that width in another shape is not."""
+def test_blocks_of_iso_dates_read_in_place_as_the_full_parser_reads_them() -> None:
+    """Blocks of real dates of one width (read back to back), and blocks where a value of
+    that width is in another shape, a missing value or a longer one sits among them (read
+    value by value): as the full parser reads them."""
     import pyarrow
 
-    from features.validation import _DATE_BLOCK, _parse_by_distinct, _whole_block_in_place
+    from features.validation import _DATE_BLOCK, _parse_by_distinct, _plain_iso_block
 
     moments = pd.Timestamp("2020-01-01") + pd.to_timedelta(np.arange(_DATE_BLOCK) * 7919, unit="s")
     stamps = moments.strftime("%Y-%m-%dT%H:%M:%S").to_numpy(dtype=object)
     stamps[::3] = moments[::3].strftime("%Y-%m-%d %H:%M:%S")
     days = moments.strftime("%Y-%m-%d").to_numpy(dtype=object)
-    odd_separator, odd_digit = stamps.copy(), stamps.copy()
-    odd_separator[5] = "2024/03/01T10:00:00"
-    odd_digit[9] = "2024-03-01T10:0a:00"
-    blocks = [stamps, days, odd_separator, odd_digit]
-    in_place = [_whole_block_in_place(pyarrow.array(list(b), type=pyarrow.large_string())) for b in blocks]
-    assert [r is not None for r in in_place] == [True, True, False, False]
+    mixed = stamps.copy()
+    mixed[5], mixed[9], mixed[11], mixed[13] = "2024/03/01T10:00:00", "2024-03-01T10:0a:00", None, "2024-03-01 10:00:00.5"
+    mixed[17], mixed[19] = days[17], "2024-03-01T10:00:0٣"
+    blocks = [stamps, days, mixed]
+    done = [_plain_iso_block(pyarrow.array(list(b), type=pyarrow.large_string()))[1] for b in blocks]
+    assert done[0].all() and done[1].all()
+    assert np.flatnonzero(~done[2]).tolist() == [5, 9, 11, 13, 19]
     values = pd.Series(np.concatenate(blocks).tolist(), dtype="str")
     parsed, failed = parse_datetimes(values, [], dayfirst=False)
     full, full_failed = _parse_by_distinct(values, [], dayfirst=False)
