@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -214,7 +214,7 @@ class FeatureStore:
             tx.execute(f'CREATE TABLE IF NOT EXISTS "{table}" (person_id {text} NOT NULL, target {text} NOT NULL, '
                        f"payload {text} NOT NULL, PRIMARY KEY (person_id, target))")
             tx.execute(f'DELETE FROM "{table}" WHERE target = ?', (target,))
-            tx.load(table, ["person_id", "target", "payload"], [(p, target, a) for p, a in answers])
+            tx.load(table, ["person_id", "target", "payload"], ((p, target, a) for p, a in answers))
             tx.execute("DELETE FROM answer_sets WHERE as_of = ? AND target = ?", (day.isoformat(), target))
             tx.execute("INSERT INTO answer_sets VALUES (?, ?, ?, ?, ?)",
                        (day.isoformat(), target, version, top_k,
@@ -376,7 +376,7 @@ class FeatureStore:
 class _Transaction(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
-    def load(self, table: str, columns: list[str], rows: list[tuple]) -> None: ...
+    def load(self, table: str, columns: list[str], rows: Iterable[tuple]) -> None: ...
 
 
 class _Database(Protocol):
@@ -499,7 +499,7 @@ class _SQLiteTransaction:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._conn.execute(sql, params)
 
-    def load(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+    def load(self, table: str, columns: list[str], rows: Iterable[tuple]) -> None:
         names = ", ".join(_quoted(c) for c in columns)
         self._conn.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({",".join("?" * len(columns))})', rows)
 
@@ -645,7 +645,7 @@ class _PostgresTransaction:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._conn.execute(sql.replace("?", "%s") if params else sql, params or None)
 
-    def load(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+    def load(self, table: str, columns: list[str], rows: Iterable[tuple]) -> None:
         """COPY: one stream instead of a statement per row (a day of 100 000 people × 120
         features is 12 M values)."""
         names = ", ".join(_quoted(c) for c in columns)
@@ -670,8 +670,12 @@ def _quoted(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def _records(frame: pd.DataFrame) -> list[tuple]:
-    """A frame's rows as plain Python values: floats for numbers, text, None for missing."""
+def _records(frame: pd.DataFrame) -> Iterator[tuple]:
+    """A frame's rows as plain Python values: floats for numbers, text, None for missing.
+
+    The rows are made one at a time as the load takes them, not kept as a list: a day is
+    100 000 tuples, and holding them all set off the cycle collector again and again (each
+    pass walking every object of the process) for about a second of a day's write."""
     columns = []
     for name in frame.columns:
         series = frame[name]
@@ -683,7 +687,7 @@ def _records(frame: pd.DataFrame) -> list[tuple]:
         else:
             values = series.astype(object).where(series.notna(), None).to_numpy()
         columns.append(values.tolist())
-    return list(zip(*columns))
+    return zip(*columns)
 
 
 def eligibility_flags(index: pd.Index, eligible: dict[str, pd.Index]) -> dict[str, np.ndarray]:
