@@ -124,7 +124,7 @@ def read_har(path: Path, operations: Sequence[str]) -> tuple[int, Counter, Count
 
 
 def schemathesis_run(url: str, key: str, examples: int, seed: int, work: Path, workers: int,
-                     operations: Sequence[str], max_time: float | None = None) -> FuzzRun:
+                     operations: Sequence[str], max_time: float | None = None, phases: str = PHASES) -> FuzzRun:
     """``schemathesis run`` against the live schema; its figures from the HAR and JSON reports.
     With ``max_time`` the run lasts that many seconds, fuzzing on past ``examples``."""
     reports = work / f"reports-{seed}"
@@ -132,7 +132,7 @@ def schemathesis_run(url: str, key: str, examples: int, seed: int, work: Path, w
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json",
         "--header", f"Authorization: Bearer {key}",
-        "--mode", "all", "--phases", PHASES, "--checks", ",".join(CHECKS),
+        "--mode", "all", "--phases", phases, "--checks", ",".join(CHECKS),
         "--max-examples", str(examples), "--seed", str(seed), "--workers", str(workers),
         "--continue-on-failure", "--suppress-health-check", "all", "--request-timeout", "30",
         "--generation-database", "none", "--generation-with-security-parameters", "false",
@@ -153,7 +153,7 @@ def schemathesis_run(url: str, key: str, examples: int, seed: int, work: Path, w
 
 
 def fuzz_live(url: str, key: str, requests: int, examples: int, seed: int, workers: int, work: Path,
-              max_time: float | None = None) -> Fuzz:
+              max_time: float | None = None, phases: str = PHASES) -> Fuzz:
     """Schemathesis runs (seeds ``seed``, ``seed + 1``…) until ``requests`` requests were sent
     or a run fails (each run at most ``max_time`` seconds); the figures, with the people count
     left for the caller."""
@@ -163,7 +163,8 @@ def fuzz_live(url: str, key: str, requests: int, examples: int, seed: int, worke
     fuzz = Fuzz(0, 0, operations)
     budget = max_time
     for run_seed in range(seed, seed + MAX_RUNS):
-        fuzz.runs.append(schemathesis_run(url, key, examples, run_seed, work, workers, operations, budget))
+        fuzz.runs.append(schemathesis_run(url, key, examples, run_seed, work, workers, operations, budget,
+                                          phases))
         last = fuzz.runs[-1]
         if last.requests and last.seconds:
             # A further run only for what is missing, at the pace just seen (and fuzzing on

@@ -48,6 +48,8 @@ class UiViews:
     #: The search index of GET /find (``serving.find.PersonIndex``), built on the first search.
     index: Any = None
     _cache: dict[tuple, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    #: GET /kpis: the data and its day never change while the server runs, so neither do they.
+    _kpis: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def require_data(self) -> tuple[CRMData, pd.Timestamp]:
@@ -196,8 +198,10 @@ def kpi_answer(views: UiViews) -> dict[str, Any]:
     from serving.kpis import compute_kpis
 
     data, as_of = views.require_data()
-    kpis = compute_kpis(data, views.settings, as_of=as_of)
-    return {"as_of": _day(as_of), "tables": kpi_tables(kpis)}
+    with views._lock:
+        if views._kpis is None:
+            views._kpis = {"as_of": _day(as_of), "tables": kpi_tables(compute_kpis(data, views.settings, as_of=as_of))}
+        return views._kpis
 
 
 def kpi_tables(kpis: Any) -> list[dict[str, Any]]:

@@ -124,6 +124,17 @@ def test_kpis_answer_the_report_tables(views: ui_api.UiViews) -> None:
         {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in kpis.overall.items()}, nan_ok=True)
 
 
+def test_kpis_are_computed_once_per_loaded_folder(world: UiWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import kpis as kpi_module
+
+    views = ui_api.load_views(world.settings.model_copy(update={"data_dir": world.validated}), {})
+    calls = []
+    real = kpi_module.compute_kpis
+    monkeypatch.setattr(kpi_module, "compute_kpis", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = json.dumps(ui_api.kpi_answer(views))
+    assert json.dumps(ui_api.kpi_answer(views)) == first and len(calls) == 1
+
+
 def test_without_a_data_folder_lists_say_what_to_set(world: UiWorld) -> None:
     empty = ui_api.load_views(world.settings.model_copy(update={"data_dir": None}), {})
     with pytest.raises(ApiError) as caught:
