@@ -25,12 +25,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Starts tried when the server lost its port: between ``free_port`` and BentoML's bind
+#: another process (a second test worker's server) may take it, or one of BentoML's own.
+PORT_ATTEMPTS = 3
+
+
 @contextmanager
 def running_server(settings: Settings, key: str, log_name: str, **extra_env: str) -> Iterator[tuple[str, list[int]]]:
     """`bentoml serve serving.service:Radar` on a free loopback port, ready, then stopped.
 
     Yields the base URL and the /readyz statuses seen while it started."""
-    port = free_port()
     env = os.environ | {
         "RADAR_WORK_DIR": str(settings.work_dir),
         "RADAR_MLFLOW_TRACKING_URI": settings.tracking_uri,
@@ -41,16 +45,31 @@ def running_server(settings: Settings, key: str, log_name: str, **extra_env: str
         "RADAR_SERVING__WORKERS": "1",
         **extra_env,
     }
-    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Radar", "--host", "127.0.0.1",
-               "--port", str(port)]
-    with open(Path(settings.work_dir) / log_name, "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log_path = Path(settings.work_dir) / log_name
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        command = [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Radar", "--host",
+                   "127.0.0.1", "--port", str(port)]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            yield url, wait_ready(url, process)
+            statuses = wait_ready(url, process)
+        except AssertionError:
+            _stop(process)
+            if attempt < PORT_ATTEMPTS and b"Address already in use" in log_path.read_bytes():
+                continue
+            raise
+        try:
+            yield url, statuses
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            _stop(process)
+        return
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=30)
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout: float = 90) -> list[int]:
